@@ -1,0 +1,1 @@
+"""Pipeline definitions (one module per pipeline), their placement, compilation and local runs."""

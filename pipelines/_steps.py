@@ -1,0 +1,34 @@
+"""Step groups that several pipelines share: data + model preparation, and benchmarking."""
+
+from __future__ import annotations
+
+from components.benchmark.component import benchmark
+from components.data_prep.component import data_prep
+from components.finetune.component import finetune
+from pipelines.placement import on_cpu
+
+
+def prepare_data_and_model(*, insize, DATASET_SOURCE, DATASET_NAME, DATASET_PATH, MAX_TRAIN_SAMPLES,
+                           MAX_TEST_SAMPLES, CALIBRATION_SAMPLES, MODEL, PRETRAINED, CUSTOM_MODEL_PATH, TRAINING,
+                           VALIDATE, VALIDATION_INTERVAL, CRITERION, LEARNING_RATE, FINETUNE_EPOCHS, OPTIMIZER,
+                           BATCH_SIZE):
+    data = data_prep(insize=insize, DATASET_SOURCE=DATASET_SOURCE, DATASET_NAME=DATASET_NAME,
+                     DATASET_PATH=DATASET_PATH, MAX_TRAIN_SAMPLES=MAX_TRAIN_SAMPLES,
+                     MAX_TEST_SAMPLES=MAX_TEST_SAMPLES, CALIBRATION_SAMPLES=CALIBRATION_SAMPLES)
+    data.set_display_name("prepare data").set_caching_options(True)
+    on_cpu(data)
+    model = finetune(dataset=data.outputs["dataset"], MODEL=MODEL, PRETRAINED=PRETRAINED,
+                     CUSTOM_MODEL_PATH=CUSTOM_MODEL_PATH, TRAINING=TRAINING, VALIDATE=VALIDATE,
+                     VALIDATION_INTERVAL=VALIDATION_INTERVAL, CRITERION=CRITERION, LEARNING_RATE=LEARNING_RATE,
+                     FINETUNE_EPOCHS=FINETUNE_EPOCHS, OPTIMIZER=OPTIMIZER, BATCH_SIZE=BATCH_SIZE)
+    model.set_display_name("fine-tune (FP32)")
+    on_cpu(model)
+    return data, model
+
+
+def measure(model_artifact, data_task, *, BATCH_SIZE, name: str, fp32_runtimes=(), variant: str = ""):
+    task = benchmark(model=model_artifact, dataset=data_task.outputs["dataset"], BATCH_SIZE=BATCH_SIZE,
+                     FP32_RUNTIMES=list(fp32_runtimes), VARIANT=variant)
+    task.set_display_name(f"benchmark {name}")
+    on_cpu(task)
+    return task.outputs["results"]

@@ -1,0 +1,49 @@
+"""CPU Post Training Quantization - OpenVINO via NNCF (the spec's parameters and defaults)."""
+
+from kfp import dsl
+from kfp.dsl import Markdown
+
+from components.quantize_openvino.component import quantize_openvino
+from components.report.component import report
+from pipelines._steps import measure, prepare_data_and_model
+from pipelines.placement import on_cpu
+
+
+@dsl.pipeline(name="visioncompress-ptq-openvino",
+              description="Prepare data, fine-tune, OpenVINO INT8 PTQ with NNCF, benchmark against FP32.")
+def ptq_openvino(
+    insize: int = 32,
+    BATCH_SIZE: int = 1,
+    TRAINING: bool = True,
+    VALIDATE: bool = True,
+    VALIDATION_INTERVAL: int = 1,
+    CRITERION: str = "CrossEntropyLoss",
+    LEARNING_RATE: float = 0.001,
+    FINETUNE_EPOCHS: int = 1,
+    OPTIMIZER: str = "Adam",
+    PRETRAINED: bool = False,
+    TRANSFORMER: bool = True,
+    MODEL: str = "resnet18",
+    CUSTOM_MODEL_PATH: str = "",
+    DATASET_SOURCE: str = "fashion-mnist",
+    DATASET_NAME: str = "",
+    DATASET_PATH: str = "",
+    MAX_TRAIN_SAMPLES: int = 0,
+    MAX_TEST_SAMPLES: int = 0,
+    CALIBRATION_SAMPLES: int = 512,
+) -> Markdown:
+    data, model = prepare_data_and_model(
+        insize=insize, DATASET_SOURCE=DATASET_SOURCE, DATASET_NAME=DATASET_NAME, DATASET_PATH=DATASET_PATH,
+        MAX_TRAIN_SAMPLES=MAX_TRAIN_SAMPLES, MAX_TEST_SAMPLES=MAX_TEST_SAMPLES,
+        CALIBRATION_SAMPLES=CALIBRATION_SAMPLES, MODEL=MODEL, PRETRAINED=PRETRAINED,
+        CUSTOM_MODEL_PATH=CUSTOM_MODEL_PATH, TRAINING=TRAINING, VALIDATE=VALIDATE,
+        VALIDATION_INTERVAL=VALIDATION_INTERVAL, CRITERION=CRITERION, LEARNING_RATE=LEARNING_RATE,
+        FINETUNE_EPOCHS=FINETUNE_EPOCHS, OPTIMIZER=OPTIMIZER, BATCH_SIZE=BATCH_SIZE)
+    quantized = on_cpu(quantize_openvino(model=model.outputs["model"], dataset=data.outputs["dataset"],
+                                         TRANSFORMER=TRANSFORMER)).set_display_name("PTQ OpenVINO (NNCF)")
+    return report(
+        fp32=measure(model.outputs["model"], data, BATCH_SIZE=BATCH_SIZE, name="FP32", fp32_runtimes=["openvino"]),
+        openvino_ptq=measure(quantized.outputs["quantized_model"], data, BATCH_SIZE=BATCH_SIZE,
+                             name="OpenVINO INT8"),
+        TITLE="PTQ - OpenVINO (NNCF)",
+    ).set_display_name("report").outputs["report"]

@@ -1,0 +1,162 @@
+"""The artifact contracts every stage reads and writes (the one place that defines them).
+
+Dataset artifact: a directory holding ``manifest.json`` and one ``<split>.npz`` per split
+(``images`` uint8 N x H x W x C_stored, ``labels`` int64).
+Model artifact: a directory holding the backend's own model file(s) and ``model.json``
+(task, architecture, classes, input size, normalisation, backend, format, precision,
+the stage and parameters that produced it, and its parent artifact).
+Both are written to a temporary sibling and renamed into place, so a killed stage
+never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from visioncompress.errors import ArtifactError
+
+DATASET_MANIFEST = "manifest.json"
+MODEL_METADATA = "model.json"
+SPLITS = ("train", "val", "calibration", "test")
+
+# format -> (backend, file name inside the model directory, the standard call that loads it)
+MODEL_FORMATS = {
+    "torch-module": ("torch", "model.pt", "torch.load(path, weights_only=False)"),
+    "torchscript": ("torch", "model.pt", "torch.jit.load(path)"),
+    "onnx": ("onnxruntime", "model.onnx", "onnx.load(path) / onnxruntime.InferenceSession(path)"),
+    "openvino-ir": ("openvino", "model.xml", "openvino.Core().read_model(path)"),
+    "tensorrt-engine": ("tensorrt", "model.engine", "tensorrt.Runtime(logger).deserialize_cuda_engine(bytes)"),
+}
+
+
+@dataclass
+class DatasetManifest:
+    task: str
+    classes: list[str]
+    input_size: int
+    channels: int
+    stored_channels: int
+    mean: list[float]
+    std: list[float]
+    splits: dict[str, int]
+    source: dict[str, Any]
+    kind: str = "visioncompress.dataset"
+    version: int = 1
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class ModelMetadata:
+    task: str
+    architecture: str
+    classes: list[str]
+    input_size: int
+    channels: int
+    mean: list[float]
+    std: list[float]
+    format: str
+    precision: str
+    stage: str
+    params: dict[str, Any] = field(default_factory=dict)
+    parent: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    kind: str = "visioncompress.model"
+    version: int = 1
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def backend(self) -> str:
+        return MODEL_FORMATS[self.format][0]
+
+    @property
+    def file_name(self) -> str:
+        return MODEL_FORMATS[self.format][1]
+
+    @property
+    def load_call(self) -> str:
+        return MODEL_FORMATS[self.format][2]
+
+    def derive(self, **changes: Any) -> "ModelMetadata":
+        data = asdict(self)
+        data.update(changes)
+        return ModelMetadata(**data)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def staged_output(final_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield a scratch directory that becomes ``final_dir`` only if the block succeeds."""
+    final = Path(final_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    try:
+        yield scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final) if final.is_dir() else final.unlink()
+    os.replace(scratch, final)
+
+
+def write_dataset_manifest(directory: Path, manifest: DatasetManifest) -> None:
+    _write_json(Path(directory) / DATASET_MANIFEST, asdict(manifest))
+
+
+def read_dataset_manifest(directory: str | os.PathLike) -> DatasetManifest:
+    path = Path(directory) / DATASET_MANIFEST
+    data = _read_kind(path, "visioncompress.dataset", "dataset")
+    missing = [s for s in SPLITS if not (Path(directory) / f"{s}.npz").is_file()]
+    if missing:
+        raise ArtifactError(f"dataset artifact {directory} is incomplete: missing split file(s) {missing}")
+    return DatasetManifest(**data)
+
+
+def write_model_metadata(directory: Path, metadata: ModelMetadata) -> None:
+    if metadata.format not in MODEL_FORMATS:
+        raise ArtifactError(f"unknown model format {metadata.format!r}; known: {sorted(MODEL_FORMATS)}")
+    if not (Path(directory) / metadata.file_name).is_file():
+        raise ArtifactError(f"model file {metadata.file_name} was not written to {directory}")
+    _write_json(Path(directory) / MODEL_METADATA, asdict(metadata))
+
+
+def read_model_metadata(directory: str | os.PathLike) -> ModelMetadata:
+    data = _read_kind(Path(directory) / MODEL_METADATA, "visioncompress.model", "model")
+    metadata = ModelMetadata(**data)
+    if metadata.format not in MODEL_FORMATS:
+        raise ArtifactError(f"{directory}: unknown model format {metadata.format!r}")
+    if not (Path(directory) / metadata.file_name).is_file():
+        raise ArtifactError(f"model artifact {directory} has no {metadata.file_name}")
+    return metadata
+
+
+def is_model_artifact(path: str | os.PathLike) -> bool:
+    return (Path(path) / MODEL_METADATA).is_file()
+
+
+def _read_kind(path: Path, kind: str, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ArtifactError(f"{path.parent} is not a {what} artifact: {path.name} is missing")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
+    if data.get("kind") != kind:
+        raise ArtifactError(f"{path} describes {data.get('kind')!r}, expected {kind!r}")
+    return data

@@ -1,0 +1,77 @@
+"""Post-training quantization parameters, one config per backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from visioncompress.config._fields import check_bool, check_choice, check_int, spec_field
+from visioncompress.errors import ConfigError
+
+TORCH_PTQ_CHOICES = ("static", "weight", "fusion")
+ONNX_QUANT_FORMATS = ("QDQ", "QOperator")
+ONNX_QUANT_TYPES = ("QInt8", "QUInt8", "QFLOAT8E4M3FN", "QInt16", "QUInt16")
+ONNX_CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile", "Distribution")
+
+
+def _strip_prefix(value: str, prefix: str) -> str:
+    text = str(value).strip()
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+@dataclass
+class TorchPTQConfig:
+    choice: str = spec_field("static", "choice", help="static (INT8 weights+activations), weight (INT8 weights, "
+                             "dynamic activations), fusion (fold Conv/BN/ReLU only, FP32)")
+    batch_size: int = spec_field(1, "BATCH_SIZE", help="calibration batch size")
+    engine: str = spec_field("x86", "QUANTIZED_ENGINE", help="torch quantized engine: x86, fbgemm, onednn, qnnpack")
+
+    def __post_init__(self) -> None:
+        self.choice = check_choice("choice", self.choice, TORCH_PTQ_CHOICES)
+        self.batch_size = check_int("BATCH_SIZE", self.batch_size, minimum=1)
+        self.engine = check_choice("QUANTIZED_ENGINE", self.engine, ("x86", "fbgemm", "onednn", "qnnpack"))
+
+
+@dataclass
+class OnnxPTQConfig:
+    quant_format: str = spec_field("QuantFormat.QDQ", "quant_format", help="QuantFormat.QDQ or QuantFormat.QOperator")
+    per_channel: bool = spec_field(False, "per_channel", help="per-channel weight scales")
+    activation_type: str = spec_field("QuantType.QInt8", "activation_type", help="activation data type")
+    weight_type: str = spec_field("QuantType.QInt8", "weight_type", help="weight data type")
+    calibrate_method: str = spec_field("MinMax", "calibrate_method", help="MinMax, Entropy, Percentile, Distribution")
+    batch_size: int = spec_field(1, "BATCH_SIZE", help="calibration batch size")
+
+    def __post_init__(self) -> None:
+        self.quant_format = check_choice("quant_format", _strip_prefix(self.quant_format, "QuantFormat."),
+                                         ONNX_QUANT_FORMATS)
+        self.per_channel = check_bool("per_channel", self.per_channel)
+        self.activation_type = check_choice("activation_type", _strip_prefix(self.activation_type, "QuantType."),
+                                            ONNX_QUANT_TYPES)
+        self.weight_type = check_choice("weight_type", _strip_prefix(self.weight_type, "QuantType."),
+                                        ONNX_QUANT_TYPES)
+        self.calibrate_method = check_choice("calibrate_method", self.calibrate_method, ONNX_CALIBRATION_METHODS)
+        self.batch_size = check_int("BATCH_SIZE", self.batch_size, minimum=1)
+        types = {self.activation_type, self.weight_type}
+        # onnxruntime refuses these combinations deep inside quantize_static; refuse them here instead.
+        if self.quant_format == "QOperator" and types & {"QInt16", "QUInt16"}:
+            raise ConfigError("quant_format", "QuantFormat.QOperator",
+                              "QuantFormat.QDQ when activation_type or weight_type is 16-bit "
+                              f"(got activation_type={self.activation_type}, weight_type={self.weight_type})")
+        if "QFLOAT8E4M3FN" in types:
+            if self.calibrate_method != "Distribution":
+                raise ConfigError("calibrate_method", self.calibrate_method,
+                                  "'Distribution' when activation_type or weight_type is QFLOAT8E4M3FN")
+            if self.quant_format != "QDQ":
+                raise ConfigError("quant_format", "QuantFormat." + self.quant_format,
+                                  "QuantFormat.QDQ when a float8 type is requested")
+
+
+@dataclass
+class OpenVinoPTQConfig:
+    transformer: bool = spec_field(True, "TRANSFORMER", help="use NNCF's transformer model type")
+    subset_size: int = spec_field(300, "SUBSET_SIZE", help="calibration samples NNCF uses")
+    preset: str = spec_field("performance", "PRESET", help="performance (symmetric) or mixed (asymmetric activations)")
+
+    def __post_init__(self) -> None:
+        self.transformer = check_bool("TRANSFORMER", self.transformer)
+        self.subset_size = check_int("SUBSET_SIZE", self.subset_size, minimum=1)
+        self.preset = check_choice("PRESET", self.preset, ("performance", "mixed"))

@@ -1,0 +1,53 @@
+"""The one adapter between KFP components and the library.
+
+Components hand over artifact objects; this module only reads ``.path`` / ``.metadata`` and calls
+``.log_metric`` on them (duck typing: nothing here imports KFP), and turns our own errors into
+one clear line on stderr with a non-zero exit instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from visioncompress.errors import VisionCompressError
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Run a component body; a user-facing error ends the step with its message, not a traceback."""
+    try:
+        yield
+    except VisionCompressError as exc:
+        print(f"visioncompress {name}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def describe_model(artifact: Any, metadata) -> None:
+    """Copy the model's contract fields into the KFP artifact's metadata (shown in the UI)."""
+    artifact.metadata.update({
+        "task": metadata.task, "architecture": metadata.architecture, "format": metadata.format,
+        "backend": metadata.backend, "precision": metadata.precision, "stage": metadata.stage,
+        "input_size": metadata.input_size, "num_classes": metadata.num_classes, "load_with": metadata.load_call,
+    })
+
+
+def describe_dataset(artifact: Any, manifest) -> None:
+    artifact.metadata.update({
+        "task": manifest.task, "num_classes": manifest.num_classes, "input_size": manifest.input_size,
+        "splits": manifest.splits, "source": manifest.source.get("name", ""),
+    })
+
+
+def log_metrics(artifact: Any, scalars: dict[str, float]) -> None:
+    for name, value in scalars.items():
+        if isinstance(value, (int, float)) and value is not None:
+            artifact.log_metric(name, float(value))
+
+
+def write_json(artifact: Any, data: Any) -> None:
+    Path(artifact.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(artifact.path).write_text(json.dumps(data, indent=2) + "\n")

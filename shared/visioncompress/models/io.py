@@ -1,0 +1,91 @@
+"""Saving and loading model artifacts (directory + model.json), and user checkpoints."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+from visioncompress.artifacts import (
+    ModelMetadata, is_model_artifact, read_model_metadata, staged_output, write_model_metadata,
+)
+from visioncompress.errors import ArtifactError, ConfigError
+from visioncompress.log import get_logger
+
+log = get_logger("models")
+
+
+def save_torch_model(model, metadata: ModelMetadata, output_dir: str | os.PathLike) -> ModelMetadata:
+    """An FP32 (or pruned) nn.Module, loadable with ``torch.load(path, weights_only=False)``."""
+    import torch
+
+    metadata = metadata.derive(format="torch-module")
+    with staged_output(output_dir) as scratch:
+        torch.save(model.eval(), scratch / metadata.file_name)
+        write_model_metadata(scratch, metadata)
+    return metadata
+
+
+def save_torchscript(scripted, metadata: ModelMetadata, output_dir: str | os.PathLike) -> ModelMetadata:
+    import torch
+
+    metadata = metadata.derive(format="torchscript")
+    with staged_output(output_dir) as scratch:
+        torch.jit.save(scripted, str(scratch / metadata.file_name))
+        write_model_metadata(scratch, metadata)
+    return metadata
+
+
+def model_file(directory: str | os.PathLike) -> Path:
+    return Path(directory) / read_model_metadata(directory).file_name
+
+
+def load_torch_module(directory: str | os.PathLike):
+    """The nn.Module inside a torch-module artifact (our own artifacts only)."""
+    import torch
+
+    metadata = read_model_metadata(directory)
+    if metadata.format != "torch-module":
+        raise ArtifactError(
+            f"{directory} holds a {metadata.format} model; this stage needs an FP32 torch-module artifact"
+        )
+    return torch.load(Path(directory) / metadata.file_name, weights_only=False, map_location="cpu").eval()
+
+
+def load_user_checkpoint(path: str | os.PathLike, architecture_builder) -> Any:
+    """A user's checkpoint: a model artifact dir, a state_dict, or a whole pickled module.
+
+    State dicts load with torch's safe ``weights_only=True``; a whole pickled module needs
+    ``weights_only=False`` and is accepted only because the user named the file themselves.
+    """
+    import torch
+
+    path = Path(path)
+    if is_model_artifact(path):
+        return load_torch_module(path)
+    if not path.is_file():
+        raise ConfigError("CUSTOM_MODEL_PATH", str(path), "an existing .pt/.pth file or model artifact directory")
+    try:
+        loaded = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        log.info("%s is a pickled module, loading it with weights_only=False", path)
+        try:
+            loaded = torch.load(path, weights_only=False, map_location="cpu")
+        except Exception as exc:
+            raise ArtifactError(f"CUSTOM_MODEL_PATH={str(path)!r} could not be loaded: {exc}") from exc
+    except Exception as exc:
+        raise ArtifactError(f"CUSTOM_MODEL_PATH={str(path)!r} could not be loaded: {exc}") from exc
+    if isinstance(loaded, torch.nn.Module):
+        return loaded.eval()
+    if isinstance(loaded, dict):
+        state = loaded.get("state_dict", loaded.get("model", loaded))
+        model = architecture_builder()
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ArtifactError(
+                f"CUSTOM_MODEL_PATH={str(path)!r} does not fit MODEL's architecture: {str(exc).splitlines()[0]}"
+            ) from exc
+        return model.eval()
+    raise ArtifactError(f"CUSTOM_MODEL_PATH={str(path)!r} holds a {type(loaded).__name__}, not a model or state_dict")

@@ -1,0 +1,29 @@
+"""Post-training quantization: one public function that dispatches on the config's backend.
+
+    quantize(model_dir, dataset_dir, output_dir, TorchPTQConfig(...))     -> TorchScript INT8
+    quantize(model_dir, dataset_dir, output_dir, OnnxPTQConfig(...))      -> .onnx QDQ/QOperator
+    quantize(model_dir, dataset_dir, output_dir, OpenVinoPTQConfig(...))  -> .xml/.bin INT8
+"""
+
+from __future__ import annotations
+
+import os
+
+from visioncompress.artifacts import ModelMetadata
+from visioncompress.config import OnnxPTQConfig, OpenVinoPTQConfig, TorchPTQConfig
+
+
+def quantize(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
+             config: TorchPTQConfig | OnnxPTQConfig | OpenVinoPTQConfig) -> ModelMetadata:
+    if isinstance(config, TorchPTQConfig):
+        from visioncompress.quantize.torch import quantize_torch as backend
+    elif isinstance(config, OnnxPTQConfig):
+        from visioncompress.quantize.onnx import quantize_onnx as backend
+    elif isinstance(config, OpenVinoPTQConfig):
+        from visioncompress.quantize.openvino import quantize_openvino as backend
+    else:
+        raise TypeError(f"no quantization backend takes a {type(config).__name__}")
+    return backend(model_dir, dataset_dir, output_dir, config)
+
+
+__all__ = ["quantize"]

@@ -1,0 +1,51 @@
+"""OpenVINO conversion and NNCF post-training INT8 quantization."""
+
+from __future__ import annotations
+
+import os
+
+from visioncompress.artifacts import ModelMetadata, staged_output, write_model_metadata
+from visioncompress.config import OpenVinoPTQConfig
+from visioncompress.log import get_logger
+from visioncompress.quantize._common import calibration_arrays, derived_metadata, load_inputs
+
+log = get_logger("quantize.openvino")
+
+
+def convert_to_openvino(model, example):
+    """An ``openvino.Model`` with a dynamic batch axis and input named ``input``."""
+    import openvino as ov
+    import torch
+
+    channels, height, width = example.shape[1:]
+    with torch.inference_mode():
+        ov_model = ov.convert_model(model.eval(), example_input=example,
+                                    input=[ov.PartialShape([-1, channels, height, width])])
+    ov_model.inputs[0].get_tensor().set_names({"input"})
+    return ov_model
+
+
+def quantize_openvino(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
+                      config: OpenVinoPTQConfig) -> ModelMetadata:
+    import nncf
+    import openvino as ov
+    import torch
+
+    model, parent, dataset = load_inputs(model_dir, dataset_dir)
+    example = torch.from_numpy(dataset.example_input(1))
+    ov_model = convert_to_openvino(model, example)
+    calibration = calibration_arrays(dataset, 1, limit=config.subset_size)
+    log.info("NNCF PTQ on %d calibration images (TRANSFORMER=%s, preset=%s)",
+             len(calibration), config.transformer, config.preset)
+    quantized = nncf.quantize(
+        ov_model, nncf.Dataset(calibration), subset_size=len(calibration),
+        preset=nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance" else nncf.QuantizationPreset.MIXED,
+        model_type=nncf.ModelType.TRANSFORMER if config.transformer else None,
+    )
+    metadata = derived_metadata(parent, model_dir, stage="quantize_openvino", precision="int8",
+                                config=config, fmt="openvino-ir")
+    with staged_output(output_dir) as scratch:
+        ov.save_model(quantized, str(scratch / metadata.file_name), compress_to_fp16=False)
+        write_model_metadata(scratch, metadata)
+    log.info("INT8 OpenVINO IR written to %s (load with %s)", output_dir, metadata.load_call)
+    return metadata

@@ -1,0 +1,74 @@
+"""PyTorch CPU post-training quantization (FX graph mode), saved as TorchScript.
+
+A quantized module no longer round-trips through ``torch.save`` of the whole module on
+torch 2.14, so the result is TorchScript: ``torch.jit.load(path)`` gives a runnable INT8 model.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+from visioncompress.artifacts import ModelMetadata
+from visioncompress.config import TorchPTQConfig
+from visioncompress.log import get_logger
+from visioncompress.models import save_torchscript
+from visioncompress.quantize._common import derived_metadata, load_inputs
+
+log = get_logger("quantize.torch")
+
+PRECISION = {"static": "int8", "weight": "int8-weights", "fusion": "fp32-fused"}
+
+
+def _static(model, dataset, example, config: TorchPTQConfig):
+    import torch
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    prepared = prepare_fx(model, get_default_qconfig_mapping(config.engine), (example,))
+    seen = 0
+    with torch.inference_mode():
+        for x, _ in dataset.torch_batches("calibration", config.batch_size):
+            prepared(x)
+            seen += len(x)
+    log.info("calibrated on %d training images", seen)
+    return convert_fx(prepared)
+
+
+def _weight_only(model):
+    import torch
+
+    # INT8 weights with activations quantized on the fly; torch only has kernels for these layer types.
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM, torch.nn.GRU},
+                                                  dtype=torch.qint8)
+
+
+def _fusion(model, example):
+    from torch.ao.quantization.quantize_fx import fuse_fx
+
+    return fuse_fx(model)
+
+
+def quantize_torch(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
+                   config: TorchPTQConfig) -> ModelMetadata:
+    import torch
+
+    model, parent, dataset = load_inputs(model_dir, dataset_dir)
+    torch.backends.quantized.engine = config.engine
+    example = torch.from_numpy(dataset.example_input(1))
+    model = copy.deepcopy(model).eval()
+    log.info("torch PTQ choice=%s engine=%s", config.choice, config.engine)
+    if config.choice == "static":
+        quantized = _static(model, dataset, example, config)
+    elif config.choice == "weight":
+        quantized = _weight_only(model)
+    else:
+        quantized = _fusion(model, example)
+    with torch.inference_mode():
+        scripted = torch.jit.trace(quantized, example, check_trace=False)
+        scripted = torch.jit.freeze(scripted.eval())
+    metadata = derived_metadata(parent, model_dir, stage="quantize_torch", precision=PRECISION[config.choice],
+                                config=config, fmt="torchscript")
+    metadata = save_torchscript(scripted, metadata, output_dir)
+    log.info("TorchScript model written to %s (load with %s)", output_dir, metadata.load_call)
+    return metadata
