@@ -8,19 +8,18 @@ from components.finetune.component import finetune
 from pipelines.placement import on_cpu
 
 
-def prepare_data_and_model(*, insize, DATASET_SOURCE, DATASET_NAME, DATASET_PATH, MAX_TRAIN_SAMPLES,
-                           MAX_TEST_SAMPLES, CALIBRATION_SAMPLES, MODEL, PRETRAINED, CUSTOM_MODEL_PATH, TRAINING,
-                           VALIDATE, VALIDATION_INTERVAL, CRITERION, LEARNING_RATE, FINETUNE_EPOCHS, OPTIMIZER,
-                           BATCH_SIZE):
-    data = data_prep(insize=insize, DATASET_SOURCE=DATASET_SOURCE, DATASET_NAME=DATASET_NAME,
-                     DATASET_PATH=DATASET_PATH, MAX_TRAIN_SAMPLES=MAX_TRAIN_SAMPLES,
-                     MAX_TEST_SAMPLES=MAX_TEST_SAMPLES, CALIBRATION_SAMPLES=CALIBRATION_SAMPLES)
+DATA_PARAMS = ("insize", "DATASET_SOURCE", "DATASET_NAME", "DATASET_PATH", "MAX_TRAIN_SAMPLES", "MAX_TEST_SAMPLES",
+               "CALIBRATION_SAMPLES")
+MODEL_PARAMS = ("MODEL", "PRETRAINED", "CUSTOM_MODEL_PATH", "TRAINING", "VALIDATE", "VALIDATION_INTERVAL",
+                "CRITERION", "LEARNING_RATE", "FINETUNE_EPOCHS", "OPTIMIZER", "BATCH_SIZE")
+
+
+def prepare_data_and_model(params: dict):
+    """Data preparation and the FP32 model, from a pipeline's parameters (pass ``locals()``)."""
+    data = data_prep(**{k: params[k] for k in DATA_PARAMS})
     data.set_display_name("prepare data").set_caching_options(True)
     on_cpu(data)
-    model = finetune(dataset=data.outputs["dataset"], MODEL=MODEL, PRETRAINED=PRETRAINED,
-                     CUSTOM_MODEL_PATH=CUSTOM_MODEL_PATH, TRAINING=TRAINING, VALIDATE=VALIDATE,
-                     VALIDATION_INTERVAL=VALIDATION_INTERVAL, CRITERION=CRITERION, LEARNING_RATE=LEARNING_RATE,
-                     FINETUNE_EPOCHS=FINETUNE_EPOCHS, OPTIMIZER=OPTIMIZER, BATCH_SIZE=BATCH_SIZE)
+    model = finetune(dataset=data.outputs["dataset"], **{k: params[k] for k in MODEL_PARAMS})
     model.set_display_name("fine-tune (FP32)")
     on_cpu(model)
     return data, model

@@ -39,13 +39,7 @@ def compare(
     MAX_TEST_SAMPLES: int = 0,
     CALIBRATION_SAMPLES: int = 512,
 ) -> Markdown:
-    data, model = prepare_data_and_model(
-        insize=insize, DATASET_SOURCE=DATASET_SOURCE, DATASET_NAME=DATASET_NAME, DATASET_PATH=DATASET_PATH,
-        MAX_TRAIN_SAMPLES=MAX_TRAIN_SAMPLES, MAX_TEST_SAMPLES=MAX_TEST_SAMPLES,
-        CALIBRATION_SAMPLES=CALIBRATION_SAMPLES, MODEL=MODEL, PRETRAINED=PRETRAINED,
-        CUSTOM_MODEL_PATH=CUSTOM_MODEL_PATH, TRAINING=TRAINING, VALIDATE=VALIDATE,
-        VALIDATION_INTERVAL=VALIDATION_INTERVAL, CRITERION=CRITERION, LEARNING_RATE=LEARNING_RATE,
-        FINETUNE_EPOCHS=FINETUNE_EPOCHS, OPTIMIZER=OPTIMIZER, BATCH_SIZE=BATCH_SIZE)
+    data, model = prepare_data_and_model(locals())
     fp32, dataset = model.outputs["model"], data.outputs["dataset"]
     torch_q = on_cpu(quantize_torch(model=fp32, dataset=dataset, choice=choice, BATCH_SIZE=BATCH_SIZE))
     onnx_q = on_cpu(quantize_onnx(model=fp32, dataset=dataset, quant_format=quant_format, per_channel=per_channel,

@@ -35,13 +35,7 @@ def ptq_onnx(
     MAX_TEST_SAMPLES: int = 0,
     CALIBRATION_SAMPLES: int = 512,
 ) -> Markdown:
-    data, model = prepare_data_and_model(
-        insize=insize, DATASET_SOURCE=DATASET_SOURCE, DATASET_NAME=DATASET_NAME, DATASET_PATH=DATASET_PATH,
-        MAX_TRAIN_SAMPLES=MAX_TRAIN_SAMPLES, MAX_TEST_SAMPLES=MAX_TEST_SAMPLES,
-        CALIBRATION_SAMPLES=CALIBRATION_SAMPLES, MODEL=MODEL, PRETRAINED=PRETRAINED,
-        CUSTOM_MODEL_PATH=CUSTOM_MODEL_PATH, TRAINING=TRAINING, VALIDATE=VALIDATE,
-        VALIDATION_INTERVAL=VALIDATION_INTERVAL, CRITERION=CRITERION, LEARNING_RATE=LEARNING_RATE,
-        FINETUNE_EPOCHS=FINETUNE_EPOCHS, OPTIMIZER=OPTIMIZER, BATCH_SIZE=BATCH_SIZE)
+    data, model = prepare_data_and_model(locals())
     quantized = on_cpu(quantize_onnx(model=model.outputs["model"], dataset=data.outputs["dataset"],
                                      quant_format=quant_format, per_channel=per_channel,
                                      activation_type=activation_type, weight_type=weight_type,

@@ -54,7 +54,8 @@ def test_image_folder_and_archive(tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         for file in (tmp_path / "folder").rglob("*.png"):
             zf.write(file, file.relative_to(tmp_path))
-    manifest2 = prepare_dataset(DataConfig(source="folder", path=str(archive), insize=16), tmp_path / "from-zip")
+    manifest2 = prepare_dataset(DataConfig(source="folder", path=str(archive), insize=16, calibration_samples=8),
+                                tmp_path / "from-zip")
     assert manifest2.classes == manifest.classes and manifest2.splits == manifest.splits
     assert json.loads((out / "manifest.json").read_text())["input_size"] == 16
 

@@ -1,0 +1,63 @@
+"""Structured pruning parameters (the spec's classification table, plus two of our own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from visioncompress.config._fields import check_bool, check_choice, check_int, spec_field
+from visioncompress.errors import ConfigError
+
+# The spec's pruner names -> torch-pruning 1.6 classes (tp.pruner.*). MetaPruner is an alias of BasePruner there.
+PRUNERS = {"MetaPruner": "BasePruner", "GroupNormPruner": "GroupNormPruner", "BNSPruner": "BNScalePruner"}
+# The spec's importance names -> (tp.importance class, keyword arguments). GroupNormImportance was renamed.
+IMPORTANCES = {
+    "GroupNormImportance": ("GroupMagnitudeImportance", {"p": 2}),
+    "GroupTaylorImportance": ("GroupTaylorImportance", {}),
+}
+REGULARISING_PRUNERS = ("GroupNormPruner", "BNSPruner")
+# Today's torch-pruning spellings are accepted too.
+_ALIASES = {"basepruner": "MetaPruner", "bnscalepruner": "BNSPruner", "groupmagnitudeimportance": "GroupNormImportance"}
+
+
+def _target_fraction(value) -> float:
+    """TARGET_PRUNE_RATE as a fraction: 0 < x < 1 is a fraction, 1 <= x <= 99 a percentage."""
+    allowed = "a fraction in (0, 1) or a percentage in [1, 99] of parameters to remove"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError("TARGET_PRUNE_RATE", value, allowed)
+    if 0 < value < 1:
+        return float(value)
+    if 1 <= value <= 99:
+        return float(value) / 100.0
+    raise ConfigError("TARGET_PRUNE_RATE", value, allowed)
+
+
+@dataclass
+class PruneConfig:
+    pruner_name: str = spec_field("GroupNormPruner", "PRUNER_NAME",
+                                  help="MetaPruner, GroupNormPruner or BNSPruner (torch-pruning)")
+    group_importance: str = spec_field("GroupNormImportance", "GROUP_IMPORTANCE",
+                                       help="GroupNormImportance (L2 magnitude) or GroupTaylorImportance")
+    target_prune_rate: float = spec_field(0.5, "TARGET_PRUNE_RATE",
+                                          help="fraction (0.5) or percentage (50) of parameters to remove")
+    bottleneck: bool = spec_field(False, "BOTTLENECK", help="transformers: keep the embedding width, prune only "
+                                  "the MLP hidden layers and attention internals")
+    prune_num_heads: bool = spec_field(True, "PRUNE_NUM_HEADS", help="transformers: remove whole attention heads "
+                                       "(False: shrink every head's dimension instead)")
+    iterative_steps: int = spec_field(1, "ITERATIVE_STEPS", help="prune in this many steps, re-ranking each time")
+    sparsity_epochs: int = spec_field(0, "SPARSITY_EPOCHS", help="sparse-training epochs with the pruner's "
+                                      "regulariser before pruning (GroupNormPruner, BNSPruner)")
+
+    def __post_init__(self) -> None:
+        self.pruner_name = check_choice("PRUNER_NAME", _ALIASES.get(str(self.pruner_name).strip().lower(),
+                                                                    self.pruner_name), PRUNERS)
+        self.group_importance = check_choice("GROUP_IMPORTANCE", _ALIASES.get(
+            str(self.group_importance).strip().lower(), self.group_importance), IMPORTANCES)
+        self.target_prune_rate = _target_fraction(self.target_prune_rate)
+        self.bottleneck = check_bool("BOTTLENECK", self.bottleneck)
+        self.prune_num_heads = check_bool("PRUNE_NUM_HEADS", self.prune_num_heads)
+        self.iterative_steps = check_int("ITERATIVE_STEPS", self.iterative_steps, minimum=1, maximum=100)
+        self.sparsity_epochs = check_int("SPARSITY_EPOCHS", self.sparsity_epochs, minimum=0)
+        if self.sparsity_epochs and self.pruner_name not in REGULARISING_PRUNERS:
+            raise ConfigError("SPARSITY_EPOCHS", self.sparsity_epochs,
+                              f"0 with PRUNER_NAME={self.pruner_name} (only {', '.join(REGULARISING_PRUNERS)} "
+                              "have a sparsity regulariser)")

@@ -1,0 +1,154 @@
+"""Knowledge distillation for classifiers: a student learns from labels and a teacher's soft targets.
+
+loss = LAMBDA * CE(student, labels) + (1 - LAMBDA) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from visioncompress.artifacts import ModelMetadata, is_model_artifact, read_model_metadata
+from visioncompress.config import ModelConfig, TrainConfig, to_spec
+from visioncompress.config.distill import DistillConfig
+from visioncompress.data import PreparedDataset, load_dataset
+from visioncompress.errors import ArtifactError, ConfigError
+from visioncompress.log import get_logger
+from visioncompress.models import build_classifier, load_torch_module, load_user_checkpoint, save_torch_model
+from visioncompress.train.finetune import initial_model
+from visioncompress.train.loop import TrainResult, evaluate_top1, train
+
+log = get_logger("distill")
+
+
+def kd_loss(student_logits, teacher_logits, labels, *, lambda_: float, temperature: float):
+    """Hinton et al.'s loss; the T^2 factor keeps the soft-target gradients on the CE term's scale."""
+    import torch.nn.functional as F
+
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                    reduction="batchmean", log_target=True) * (t * t)
+    return lambda_ * F.cross_entropy(student_logits, labels) + (1.0 - lambda_) * soft
+
+
+def _load_teacher_checkpoint(config: DistillConfig, num_classes: int, input_size: int):
+    """CUSTOM_TEACHER_PATH, with errors that name the teacher's parameters rather than the student's."""
+    path = Path(config.custom_teacher_path)
+    if not (path.is_file() or is_model_artifact(path)):
+        raise ConfigError("CUSTOM_TEACHER_PATH", config.custom_teacher_path,
+                          "an existing .pt/.pth file or model artifact directory")
+    build = lambda: build_classifier(config.teacher_model, num_classes, input_size=input_size)  # noqa: E731
+    try:
+        return load_user_checkpoint(path, build)
+    except ConfigError as exc:
+        raise ConfigError("TEACHER_MODEL", config.teacher_model, exc.allowed) from exc
+    except ArtifactError as exc:
+        # load_user_checkpoint speaks of the student's parameters; say which ones were meant here.
+        message = str(exc).replace("CUSTOM_MODEL_PATH", "CUSTOM_TEACHER_PATH").replace("MODEL's", "TEACHER_MODEL's")
+        raise ArtifactError(message) from exc
+
+
+def load_teacher(config: DistillConfig, dataset: PreparedDataset, teacher_dir=None):
+    """The teacher and where it came from: a model artifact, CUSTOM_TEACHER_PATH, or TEACHER_MODEL by name."""
+    manifest = dataset.manifest
+    if teacher_dir is not None:
+        metadata = read_model_metadata(teacher_dir)
+        if metadata.num_classes != manifest.num_classes or metadata.input_size != manifest.input_size:
+            raise ArtifactError(
+                f"teacher {teacher_dir} ({metadata.num_classes} classes, {metadata.input_size}px) does not match "
+                f"the dataset ({manifest.num_classes} classes, {manifest.input_size}px)")
+        return load_torch_module(teacher_dir), str(teacher_dir)
+    if config.custom_teacher_path:
+        return _load_teacher_checkpoint(config, manifest.num_classes, manifest.input_size), config.custom_teacher_path
+    return build_classifier(config.teacher_model, manifest.num_classes, input_size=manifest.input_size), \
+        config.teacher_model
+
+
+def _check_outputs(model, example, num_classes: int, parameter: str, value: str) -> None:
+    """Run one batch so that a wrong class count or input size fails now, not mid-training."""
+    import torch
+
+    model.eval()
+    try:
+        with torch.inference_mode():
+            logits = model(example)
+    except Exception as exc:
+        raise ConfigError(parameter, value, f"a model that accepts the dataset's images (it failed: "
+                          f"{str(exc).splitlines()[0]})") from exc
+    if not (hasattr(logits, "shape") and logits.ndim == 2 and logits.shape[1] == num_classes):
+        shape = tuple(logits.shape) if hasattr(logits, "shape") else type(logits).__name__
+        raise ConfigError(parameter, value, f"a classifier with {num_classes} outputs (the dataset's classes); "
+                          f"it returns {shape}")
+
+
+def distill(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, student_model_config: ModelConfig,
+            train_config: TrainConfig, config: DistillConfig, *, teacher_dir: str | os.PathLike | None = None,
+            checkpoint_dir: str | os.PathLike | None = None, finetune_teacher: bool | None = None) -> ModelMetadata:
+    """Train the student (MODEL / CUSTOM_MODEL_PATH) against the teacher; writes the student's artifact.
+
+    ``finetune_teacher`` defaults to TRAINING for a teacher from CUSTOM_TEACHER_PATH or TEACHER_MODEL,
+    and to False for ``teacher_dir`` (a model artifact, already trained by its own stage).
+    """
+    import torch
+
+    dataset = load_dataset(dataset_dir)
+    manifest = dataset.manifest
+    example = torch.from_numpy(dataset.example_input(2))
+    teacher, teacher_source = load_teacher(config, dataset, teacher_dir)
+    _check_outputs(teacher, example, manifest.num_classes, "CUSTOM_TEACHER_PATH" if config.custom_teacher_path
+                   and teacher_dir is None else "TEACHER_MODEL", teacher_source)
+    student = initial_model(student_model_config, manifest.num_classes, manifest.input_size)
+    _check_outputs(student, example, manifest.num_classes, "CUSTOM_MODEL_PATH" if student_model_config.custom_model_path
+                   else "MODEL", student_model_config.custom_model_path or student_model_config.model)
+    if config.method != "pkd":
+        log.info("METHOD=%s applies to detection only; classification uses logit distillation", config.method)
+
+    if finetune_teacher is None:
+        finetune_teacher = teacher_dir is None and train_config.training
+    teacher_result = TrainResult()
+    if finetune_teacher and train_config.finetune_epochs > 0:
+        log.info("fine-tuning the teacher (%s) for %d epoch(s)", teacher_source, train_config.finetune_epochs)
+        teacher_result = train(teacher, dataset, train_config, epochs=train_config.finetune_epochs,
+                               checkpoint_dir=checkpoint_dir, name="distill-teacher")
+    has_val = bool(manifest.splits.get("val"))
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    teacher_val = round(evaluate_top1(teacher, dataset, "val"), 3) if has_val else None
+    log.info("teacher %s: val top-1 %s", teacher_source, teacher_val)
+
+    def loss_fn(model, x, y):
+        with torch.no_grad():
+            teacher_logits = teacher(x)
+        return kd_loss(model(x), teacher_logits, y, lambda_=config.lambda_, temperature=config.temperature)
+
+    student_config = dataclasses.replace(train_config, seed=config.seed)
+    log.info("distilling into %s for %d epoch(s) (LAMBDA %s, TEMPERATURE %s)",
+             student_model_config.custom_model_path or student_model_config.model, config.epochs, config.lambda_,
+             config.temperature)
+    result = train(student, dataset, student_config, epochs=config.epochs, learning_rate=config.lr,
+                   weight_decay=config.weight_decay, loss_fn=loss_fn, checkpoint_dir=checkpoint_dir, name="distill")
+    val_top1 = result.best_val_top1
+    if val_top1 is None and has_val:
+        val_top1 = round(evaluate_top1(student, dataset, "val"), 3)
+
+    metadata = ModelMetadata(
+        task=manifest.task, architecture=student_model_config.model, classes=manifest.classes,
+        input_size=manifest.input_size, channels=manifest.channels, mean=manifest.mean, std=manifest.std,
+        format="torch-module", precision="fp32", stage="distill",
+        params={**to_spec(student_model_config), **to_spec(train_config), **to_spec(config)},
+        parent={"dataset": str(dataset_dir), "dataset_source": manifest.source, "teacher": teacher_source},
+        metrics={
+            "val_top1": val_top1, "best_epoch": result.best_epoch, "history": result.history,
+            "teacher_val_top1": teacher_val, "teacher_history": teacher_result.history,
+            "student_params": sum(p.numel() for p in student.parameters()),
+            "teacher_params": sum(p.numel() for p in teacher.parameters()),
+        },
+    )
+    metadata = save_torch_model(student, metadata, output_dir)
+    log.info("distilled student written to %s (val top-1 %s, teacher %s)", output_dir, val_top1, teacher_val)
+    return metadata
+
+
+__all__ = ["distill", "kd_loss", "load_teacher"]

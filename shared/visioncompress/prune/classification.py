@@ -1,0 +1,294 @@
+"""Structured pruning of classifiers with torch-pruning's dependency-graph pruners.
+
+The spec's TARGET_PRUNE_RATE is a parameter reduction, while torch-pruning takes a channel
+pruning ratio; the ratio is searched until the measured parameter reduction is within
+``TOLERANCE`` of the target. Optional sparse training (SPARSITY_EPOCHS) with the pruner's
+regulariser comes first, optional fine-tuning (TRAINING, FINETUNE_EPOCHS) after.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from visioncompress.artifacts import ModelMetadata
+from visioncompress.config import TrainConfig, to_spec
+from visioncompress.config.prune import IMPORTANCES, PRUNERS, PruneConfig
+from visioncompress.errors import ConfigError
+from visioncompress.log import get_logger
+from visioncompress.models import save_torch_model
+from visioncompress.quantize._common import load_inputs
+from visioncompress.train.loop import TrainResult, evaluate_top1, train
+from visioncompress.train.losses import make_criterion
+
+log = get_logger("prune")
+
+TOLERANCE = 0.01  # accepted |measured parameter reduction - target|
+MAX_TRIALS = 8
+MAX_RATIO = 0.99
+TAYLOR_BATCHES = 4  # calibration batches of 64 whose gradients GroupTaylorImportance ranks by
+
+
+@dataclass
+class PruneOutcome:
+    model: object
+    ratio: float
+    reduction: float
+    trials: list[dict] = field(default_factory=list)
+
+
+def count_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def classifier_layer(model):
+    """The last nn.Linear: its outputs are the classes and must stay."""
+    import torch.nn as nn
+
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    if last is None:
+        raise ConfigError("MODEL", type(model).__name__, "a classifier whose last layer is nn.Linear")
+    return last
+
+
+def _pruner_setup(model, config: PruneConfig) -> dict:
+    """Keyword arguments for the torch-pruning pruner, built for this very model object."""
+    from torchvision.models.vision_transformer import MLPBlock, VisionTransformer
+
+    from visioncompress.prune.attention import attention_modules
+
+    ignored = [classifier_layer(model)]
+    attention = attention_modules(model)
+    kwargs: dict = {}
+    if attention:
+        kwargs["num_heads"] = {a.qkv: a.num_heads for a in attention}
+        kwargs["prune_num_heads"] = config.prune_num_heads
+        kwargs["prune_head_dims"] = not config.prune_num_heads
+        if config.bottleneck:
+            # Layers that write into the residual stream keep their width: only the MLP hidden
+            # layers and the attention internals (heads or head dims) shrink.
+            ignored += [a.proj for a in attention]
+            ignored += [block[3] for block in model.modules() if isinstance(block, MLPBlock)]
+            ignored += [m.conv_proj for m in model.modules() if isinstance(m, VisionTransformer)]
+    vits = [m for m in model.modules() if isinstance(m, VisionTransformer)]
+    if vits:
+        kwargs["unwrapped_parameters"] = [(p, 2) for v in vits for p in (v.class_token, v.encoder.pos_embedding)]
+    kwargs["ignored_layers"] = ignored
+    return kwargs
+
+
+def _importance(config: PruneConfig):
+    import torch_pruning as tp
+
+    name, kwargs = IMPORTANCES[config.group_importance]
+    return getattr(tp.importance, name)(**kwargs)
+
+
+def build_pruner(model, example, config: PruneConfig, ratio: float):
+    import torch_pruning as tp
+
+    from visioncompress.prune.attention import attention_modules
+
+    kwargs = _pruner_setup(model, config)
+    attention = attention_modules(model)
+    if attention and config.prune_num_heads:
+        # torch-pruning removes ceil(ratio * heads) per layer; keep at least one head.
+        fewest = min(a.num_heads for a in attention)
+        kwargs["head_pruning_ratio"] = min(ratio, (fewest - 1) / fewest - 1e-6)
+    pruner_class = getattr(tp.pruner, PRUNERS[config.pruner_name])
+    model.eval()
+    return pruner_class(model, example, _importance(config), pruning_ratio=ratio,
+                        iterative_steps=config.iterative_steps, **kwargs)
+
+
+def _taylor_gradients(model, dataset, criterion) -> None:
+    """Fill .grad with the loss gradient on calibration data (what GroupTaylorImportance reads)."""
+    import torch
+
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    with torch.enable_grad():
+        for i, (x, y) in enumerate(dataset.torch_batches("calibration", 64)):
+            if i == TAYLOR_BATCHES:
+                break
+            criterion(model(x), y).backward()
+
+
+def prune_once(model, example, dataset, config: PruneConfig, ratio: float, criterion=None):
+    """Prune ``model`` in place to channel ratio ``ratio`` over ITERATIVE_STEPS steps."""
+    from visioncompress.prune.attention import sync_after_pruning
+
+    pruner = build_pruner(model, example, config, ratio)
+    for _ in range(config.iterative_steps):
+        if config.group_importance == "GroupTaylorImportance":
+            _taylor_gradients(model, dataset, criterion)
+        pruner.step()
+    model.zero_grad(set_to_none=True)
+    sync_after_pruning(model, pruner.num_heads)
+    return model
+
+
+def prune_to_target(model, example, dataset, config: PruneConfig, criterion=None) -> PruneOutcome:
+    """Search the channel ratio whose pruning removes TARGET_PRUNE_RATE of the parameters."""
+    import torch
+
+    target = config.target_prune_rate
+    params0 = count_params(model)
+    lo, hi = (0.0, 0.0), (MAX_RATIO, None)  # (ratio, measured reduction)
+    ratio = 1.0 - math.sqrt(1.0 - target)  # exact when every layer loses inputs and outputs alike
+    best: PruneOutcome | None = None
+    trials: list[dict] = []
+    for _ in range(MAX_TRIALS):
+        candidate = prune_once(copy.deepcopy(model), example, dataset, config, ratio, criterion)
+        try:
+            with torch.inference_mode():
+                candidate(example)
+        except Exception as exc:
+            raise ConfigError("MODEL", type(model).__name__,
+                              f"an architecture torch-pruning can prune structurally (the pruned model failed: "
+                              f"{str(exc).splitlines()[0]})") from exc
+        reduction = 1.0 - count_params(candidate) / params0
+        trials.append({"ratio": round(ratio, 5), "param_reduction": round(reduction, 5)})
+        log.info("pruning ratio %.4f removes %.2f%% of parameters (target %.2f%%)", ratio, 100 * reduction,
+                 100 * target)
+        if best is None or abs(reduction - target) < abs(best.reduction - target):
+            best = PruneOutcome(candidate, ratio, reduction)
+        if abs(reduction - target) <= TOLERANCE:
+            break
+        if reduction < target:
+            lo = (ratio, reduction)
+        else:
+            hi = (ratio, reduction)
+        # Next guess from a power law 1 - reduction = (1 - ratio)^k through this point, kept inside the bracket.
+        k = math.log(1.0 - reduction) / math.log(1.0 - ratio) if 0.0 < reduction < 1.0 else 2.0
+        guess = 1.0 - (1.0 - target) ** (1.0 / max(k, 1e-3))
+        ratio_next = guess if lo[0] < guess < hi[0] else (lo[0] + hi[0]) / 2
+        if abs(ratio_next - ratio) < 1e-4:
+            break
+        ratio = ratio_next
+    best.trials = trials
+    if abs(best.reduction - target) > TOLERANCE:
+        log.warning("closest reachable parameter reduction is %.2f%% (target %.2f%%)", 100 * best.reduction,
+                    100 * target)
+    return best
+
+
+def _ops_and_params(model, example) -> tuple[int, int]:
+    import torch_pruning as tp
+
+    macs, params = tp.utils.count_ops_and_params(model, example)
+    return int(macs), int(params)
+
+
+def _save_pruned(path: Path, model, info: dict) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model, tmp)
+    os.replace(tmp, path)
+    path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _load_pruned(path: Path):
+    import torch
+
+    if not (path.is_file() and path.with_suffix(".json").is_file()):
+        return None, None
+    log.info("resuming from the pruned model in %s", path)
+    # Our own checkpoint, written by this stage a moment ago: a whole module needs weights_only=False.
+    return torch.load(path, weights_only=False, map_location="cpu"), json.loads(path.with_suffix(".json").read_text())
+
+
+def sparse_train(model, example, dataset, config: PruneConfig, train_config: TrainConfig,
+                 checkpoint_dir=None) -> TrainResult:
+    """SPARSITY_EPOCHS of training with the pruner's group regulariser applied after every backward."""
+    pruner = build_pruner(model, example, config, config.target_prune_rate)
+    pruner.update_regularizer()
+    # Without validation the loop keeps the last (sparsest) weights rather than the best-val ones.
+    sparse_config = dataclasses.replace(train_config, validate=False)
+    result = train(model, dataset, sparse_config, epochs=config.sparsity_epochs,
+                   after_backward=lambda m: pruner.regularize(m), checkpoint_dir=checkpoint_dir, name="prune-sparse")
+    model.zero_grad(set_to_none=True)
+    return result
+
+
+def prune(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
+          config: PruneConfig, train_config: TrainConfig, *,
+          checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
+    """Prune the FP32 model in ``model_dir``; writes a torch-module artifact (``torch.load``-able)."""
+    import torch
+
+    from visioncompress.prune.attention import convert_attention, head_counts
+
+    model, parent, dataset = load_inputs(model_dir, dataset_dir)
+    manifest = dataset.manifest
+    torch.manual_seed(train_config.seed)
+    example = torch.from_numpy(dataset.example_input(1))
+    converted = convert_attention(model)
+    if converted:
+        log.info("converted %d nn.MultiheadAttention block(s) to fused-qkv attention for head pruning", converted)
+    heads_before = head_counts(model)
+    macs_before, params_before = _ops_and_params(model, example)
+    has_val = bool(manifest.splits.get("val"))
+    val_before = round(evaluate_top1(model, dataset, "val"), 3) if has_val else None
+    criterion = make_criterion(train_config.criterion, manifest.num_classes)
+
+    pruned_checkpoint = Path(checkpoint_dir) / "prune-pruned.pt" if checkpoint_dir else None
+    pruned, info = _load_pruned(pruned_checkpoint) if pruned_checkpoint else (None, None)
+    if pruned is None:
+        sparse = TrainResult()
+        if config.sparsity_epochs:
+            log.info("sparse training with %s for %d epoch(s)", config.pruner_name, config.sparsity_epochs)
+            sparse = sparse_train(model, example, dataset, config, train_config, checkpoint_dir)
+        outcome = prune_to_target(model, example, dataset, config, criterion)
+        pruned = outcome.model
+        info = {"pruning_ratio": round(outcome.ratio, 5), "search": outcome.trials, "sparsity_history": sparse.history}
+        if pruned_checkpoint:
+            _save_pruned(pruned_checkpoint, pruned, info)
+    del model
+    macs_after, params_after = _ops_and_params(pruned, example)
+    val_pruned = round(evaluate_top1(pruned, dataset, "val"), 3) if has_val else None
+    log.info("params %d -> %d, MACs %d -> %d, val top-1 %s -> %s before fine-tuning", params_before, params_after,
+             macs_before, macs_after, val_before, val_pruned)
+
+    result = TrainResult()
+    if train_config.training and train_config.finetune_epochs > 0:
+        result = train(pruned, dataset, train_config, epochs=train_config.finetune_epochs, loss_fn=None,
+                       checkpoint_dir=checkpoint_dir, name="prune-finetune")
+    val_top1 = result.best_val_top1
+    if val_top1 is None and has_val:
+        val_top1 = round(evaluate_top1(pruned, dataset, "val"), 3)
+
+    metrics = {
+        "val_top1": val_top1, "val_top1_before": val_before, "val_top1_pruned_before_finetune": val_pruned,
+        "params_before": params_before, "params_after": params_after,
+        "param_reduction": round(1 - params_after / params_before, 5), "target_param_reduction": config.target_prune_rate,
+        "macs_before": macs_before, "macs_after": macs_after, "mac_reduction": round(1 - macs_after / macs_before, 5),
+        "history": result.history, **info,
+    }
+    heads_after = head_counts(pruned)
+    if heads_before:
+        metrics.update(attention_heads_before=heads_before, attention_heads_after=heads_after)
+    metadata = parent.derive(
+        stage="prune", precision="fp32", format="torch-module",
+        params={**to_spec(config), **to_spec(train_config)},
+        parent={"model": str(Path(model_dir)), "stage": parent.stage, "format": parent.format,
+                "dataset": str(dataset_dir)},
+        metrics=metrics,
+    )
+    metadata = save_torch_model(pruned, metadata, output_dir)
+    log.info("pruned model written to %s (%.1f%% fewer parameters, val top-1 %s)", output_dir,
+             100 * metrics["param_reduction"], val_top1)
+    return metadata
+
+
+__all__ = ["count_params", "prune", "prune_once", "prune_to_target"]
