@@ -5,7 +5,9 @@ from __future__ import annotations
 from components.benchmark.component import benchmark
 from components.data_prep.component import data_prep
 from components.finetune.component import finetune
+from components.report.component import report
 from pipelines.placement import on_cpu
+from pipelines.publish_step import add_publish, with_storage_access
 
 
 DATA_PARAMS = ("insize", "DATASET_SOURCE", "DATASET_NAME", "DATASET_PATH", "MAX_TRAIN_SAMPLES", "MAX_TEST_SAMPLES",
@@ -19,9 +21,11 @@ def prepare_data_and_model(params: dict):
     data = data_prep(**{k: params[k] for k in DATA_PARAMS})
     data.set_display_name("prepare data").set_caching_options(True)
     on_cpu(data)
+    with_storage_access(data, optional=True)  # DATASET_PATH may be s3:// or minio://
     model = finetune(dataset=data.outputs["dataset"], **{k: params[k] for k in MODEL_PARAMS})
     model.set_display_name("fine-tune (FP32)")
     on_cpu(model)
+    with_storage_access(model, optional=True)  # CUSTOM_MODEL_PATH may be s3:// or minio://
     return data, model
 
 
@@ -31,3 +35,12 @@ def measure(model_artifact, data_task, *, BATCH_SIZE, name: str, fp32_runtimes=(
     task.set_display_name(f"benchmark {name}")
     on_cpu(task)
     return task.outputs["results"]
+
+
+def summarize(params: dict, results: dict, models: dict, *, title: str):
+    """The comparison report over ``results`` and, when DESTINATION is set, publishing ``models``."""
+    task = report(**results, TITLE=title).set_display_name("report")
+    on_cpu(task, cpu="500m", memory="1G")
+    add_publish(task, models, destination=params["DESTINATION"], accuracy_budget=params["ACCURACY_BUDGET"],
+                run_date=params["RUN_DATE"])
+    return task.outputs["report"]

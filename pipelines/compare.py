@@ -6,8 +6,7 @@ from kfp.dsl import Markdown
 from components.quantize_onnx.component import quantize_onnx
 from components.quantize_openvino.component import quantize_openvino
 from components.quantize_torch.component import quantize_torch
-from components.report.component import report
-from pipelines._steps import measure, prepare_data_and_model
+from pipelines._steps import measure, prepare_data_and_model, summarize
 from pipelines.placement import on_cpu
 
 
@@ -38,6 +37,9 @@ def compare(
     MAX_TRAIN_SAMPLES: int = 0,
     MAX_TEST_SAMPLES: int = 0,
     CALIBRATION_SAMPLES: int = 512,
+    DESTINATION: str = "",
+    ACCURACY_BUDGET: float = 1.0,
+    RUN_DATE: str = "",
 ) -> Markdown:
     data, model = prepare_data_and_model(locals())
     fp32, dataset = model.outputs["model"], data.outputs["dataset"]
@@ -48,12 +50,14 @@ def compare(
     torch_q.set_display_name("PTQ torch")
     onnx_q.set_display_name("PTQ ONNX Runtime")
     openvino_q.set_display_name("PTQ OpenVINO (NNCF)")
-    return report(
+    results = dict(
         fp32=measure(fp32, data, BATCH_SIZE=BATCH_SIZE, name="FP32",
                      fp32_runtimes=["torch", "onnxruntime", "openvino"]),
         torch_ptq=measure(torch_q.outputs["quantized_model"], data, BATCH_SIZE=BATCH_SIZE, name="torch INT8"),
         onnx_ptq=measure(onnx_q.outputs["quantized_model"], data, BATCH_SIZE=BATCH_SIZE, name="ONNX INT8"),
         openvino_ptq=measure(openvino_q.outputs["quantized_model"], data, BATCH_SIZE=BATCH_SIZE,
                              name="OpenVINO INT8"),
-        TITLE="CPU PTQ backends compared",
-    ).set_display_name("report").outputs["report"]
+    )
+    models = {"torch_ptq": torch_q.outputs["quantized_model"], "onnx_ptq": onnx_q.outputs["quantized_model"],
+              "openvino_ptq": openvino_q.outputs["quantized_model"]}
+    return summarize(locals(), results, models, title="CPU PTQ backends compared")

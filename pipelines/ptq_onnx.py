@@ -4,8 +4,7 @@ from kfp import dsl
 from kfp.dsl import Markdown
 
 from components.quantize_onnx.component import quantize_onnx
-from components.report.component import report
-from pipelines._steps import measure, prepare_data_and_model
+from pipelines._steps import measure, prepare_data_and_model, summarize
 from pipelines.placement import on_cpu
 
 
@@ -34,15 +33,18 @@ def ptq_onnx(
     MAX_TRAIN_SAMPLES: int = 0,
     MAX_TEST_SAMPLES: int = 0,
     CALIBRATION_SAMPLES: int = 512,
+    DESTINATION: str = "",
+    ACCURACY_BUDGET: float = 1.0,
+    RUN_DATE: str = "",
 ) -> Markdown:
     data, model = prepare_data_and_model(locals())
     quantized = on_cpu(quantize_onnx(model=model.outputs["model"], dataset=data.outputs["dataset"],
                                      quant_format=quant_format, per_channel=per_channel,
                                      activation_type=activation_type, weight_type=weight_type,
                                      BATCH_SIZE=BATCH_SIZE)).set_display_name("PTQ ONNX Runtime")
-    return report(
+    results = dict(
         fp32=measure(model.outputs["model"], data, BATCH_SIZE=BATCH_SIZE, name="FP32",
                      fp32_runtimes=["onnxruntime"]),
         onnx_ptq=measure(quantized.outputs["quantized_model"], data, BATCH_SIZE=BATCH_SIZE, name="ONNX INT8"),
-        TITLE="PTQ - ONNX Runtime",
-    ).set_display_name("report").outputs["report"]
+    )
+    return summarize(locals(), results, {"onnx_ptq": quantized.outputs["quantized_model"]}, title="PTQ - ONNX Runtime")

@@ -4,8 +4,7 @@ from kfp import dsl
 from kfp.dsl import Markdown
 
 from components.quantize_openvino.component import quantize_openvino
-from components.report.component import report
-from pipelines._steps import measure, prepare_data_and_model
+from pipelines._steps import measure, prepare_data_and_model, summarize
 from pipelines.placement import on_cpu
 
 
@@ -31,13 +30,16 @@ def ptq_openvino(
     MAX_TRAIN_SAMPLES: int = 0,
     MAX_TEST_SAMPLES: int = 0,
     CALIBRATION_SAMPLES: int = 512,
+    DESTINATION: str = "",
+    ACCURACY_BUDGET: float = 1.0,
+    RUN_DATE: str = "",
 ) -> Markdown:
     data, model = prepare_data_and_model(locals())
     quantized = on_cpu(quantize_openvino(model=model.outputs["model"], dataset=data.outputs["dataset"],
                                          TRANSFORMER=TRANSFORMER)).set_display_name("PTQ OpenVINO (NNCF)")
-    return report(
+    results = dict(
         fp32=measure(model.outputs["model"], data, BATCH_SIZE=BATCH_SIZE, name="FP32", fp32_runtimes=["openvino"]),
         openvino_ptq=measure(quantized.outputs["quantized_model"], data, BATCH_SIZE=BATCH_SIZE,
                              name="OpenVINO INT8"),
-        TITLE="PTQ - OpenVINO (NNCF)",
-    ).set_display_name("report").outputs["report"]
+    )
+    return summarize(locals(), results, {"openvino_ptq": quantized.outputs["quantized_model"]}, title="PTQ - OpenVINO (NNCF)")

@@ -4,8 +4,7 @@ from kfp import dsl
 from kfp.dsl import Markdown
 
 from components.quantize_torch.component import quantize_torch
-from components.report.component import report
-from pipelines._steps import measure, prepare_data_and_model
+from pipelines._steps import measure, prepare_data_and_model, summarize
 from pipelines.placement import on_cpu
 
 
@@ -31,12 +30,15 @@ def ptq_torch(
     MAX_TRAIN_SAMPLES: int = 0,
     MAX_TEST_SAMPLES: int = 0,
     CALIBRATION_SAMPLES: int = 512,
+    DESTINATION: str = "",
+    ACCURACY_BUDGET: float = 1.0,
+    RUN_DATE: str = "",
 ) -> Markdown:
     data, model = prepare_data_and_model(locals())
     quantized = on_cpu(quantize_torch(model=model.outputs["model"], dataset=data.outputs["dataset"], choice=choice,
                                       BATCH_SIZE=BATCH_SIZE)).set_display_name("PTQ torch")
-    return report(
+    results = dict(
         fp32=measure(model.outputs["model"], data, BATCH_SIZE=BATCH_SIZE, name="FP32", fp32_runtimes=["torch"]),
         torch_ptq=measure(quantized.outputs["quantized_model"], data, BATCH_SIZE=BATCH_SIZE, name="torch INT8"),
-        TITLE="PTQ - Torch",
-    ).set_display_name("report").outputs["report"]
+    )
+    return summarize(locals(), results, {"torch_ptq": quantized.outputs["quantized_model"]}, title="PTQ - Torch")

@@ -7,12 +7,13 @@ import inspect
 from dataclasses import dataclass
 
 from visioncompress.config import (
-    BenchmarkConfig, DataConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig, TorchPTQConfig, TrainConfig,
+    BenchmarkConfig, DataConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig, PublishConfig, TorchPTQConfig,
+    TrainConfig,
     validate_params,
 )
 from visioncompress.errors import ConfigError
 
-_COMMON = (DataConfig, ModelConfig, TrainConfig)
+_COMMON = (DataConfig, ModelConfig, TrainConfig, PublishConfig)
 
 
 @dataclass(frozen=True)

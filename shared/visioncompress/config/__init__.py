@@ -4,10 +4,11 @@ from visioncompress.config._fields import from_spec, spec_names, to_spec
 from visioncompress.config.validate import validate_params
 from visioncompress.config.benchmark import BenchmarkConfig
 from visioncompress.config.data import DataConfig
+from visioncompress.config.publish import PublishConfig
 from visioncompress.config.quantize import OnnxPTQConfig, OpenVinoPTQConfig, TorchPTQConfig
 from visioncompress.config.train import ModelConfig, TrainConfig
 
 __all__ = [
-    "BenchmarkConfig", "DataConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig",
+    "BenchmarkConfig", "DataConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig", "PublishConfig",
     "TorchPTQConfig", "TrainConfig", "from_spec", "spec_names", "to_spec", "validate_params",
 ]

@@ -14,7 +14,7 @@ class DataConfig:
     source: str = spec_field("fashion-mnist", "DATASET_SOURCE",
                              help="fashion-mnist (offline), folder (class-per-subfolder dir or archive), torchvision")
     dataset_name: str = spec_field("", "DATASET_NAME", help="torchvision dataset class name, e.g. CIFAR10")
-    path: str = spec_field("", "DATASET_PATH", help="local folder/archive, or download root for torchvision")
+    path: str = spec_field("", "DATASET_PATH", help="local folder/archive, s3://bucket/key or minio://bucket/key, or download root for torchvision")
     insize: int = spec_field(32, "insize", help="square input size A (A x A)")
     val_fraction: float = spec_field(0.1, "VAL_FRACTION", help="share of training data held out for validation")
     calibration_samples: int = spec_field(512, "CALIBRATION_SAMPLES", help="calibration images drawn from training data")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from visioncompress.artifacts import DatasetManifest, staged_output, write_datas
 from visioncompress.config import DataConfig
 from visioncompress.data.sources import RawSplits, read_fashion_mnist, read_image_folder, read_torchvision
 from visioncompress.log import get_logger
+from visioncompress.storage.s3 import is_remote, localized
 
 log = get_logger("data")
 
@@ -31,6 +33,11 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def _read(config: DataConfig) -> RawSplits:
+    if is_remote(config.path):  # s3:// or minio:// archive, image-folder prefix, or Fashion-MNIST files
+        with localized(config.path) as local:
+            raw = _read(dataclasses.replace(config, path=str(local)))
+        raw.description["path"] = config.path
+        return raw
     if config.source == "fashion-mnist":
         return read_fashion_mnist(config.path)
     if config.source == "folder":

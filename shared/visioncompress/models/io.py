@@ -12,6 +12,7 @@ from visioncompress.artifacts import (
 )
 from visioncompress.errors import ArtifactError, ConfigError
 from visioncompress.log import get_logger
+from visioncompress.storage.s3 import is_remote, localized
 
 log = get_logger("models")
 
@@ -61,6 +62,9 @@ def load_user_checkpoint(path: str | os.PathLike, architecture_builder) -> Any:
     """
     import torch
 
+    if is_remote(str(path)):  # s3:// or minio:// checkpoint file or model-artifact prefix
+        with localized(str(path)) as local:
+            return load_user_checkpoint(local, architecture_builder)
     path = Path(path)
     if is_model_artifact(path):
         return load_torch_module(path)

@@ -24,13 +24,16 @@ def plot_png(rows: list[dict]) -> bytes:
 
     batch_sizes = sorted({r["batch_size"] for r in rows})
     fig, axes = plt.subplots(1, len(batch_sizes), figsize=(5 * len(batch_sizes), 4), squeeze=False)
+    backends = sorted({r["backend"] for r in rows})
+    colours = {b: plt.cm.tab10(i) for i, b in enumerate(backends)}
     for ax, batch_size in zip(axes[0], batch_sizes):
-        for r in (r for r in rows if r["batch_size"] == batch_size):
+        for i, r in enumerate(r for r in rows if r["batch_size"] == batch_size):
             marker = "o" if r["variant"] == "fp32" else "s"
-            ax.scatter(r["p50_ms"], r["top1"], marker=marker)
+            ax.scatter(r["p50_ms"], r["top1"], marker=marker, color=colours[r["backend"]])
             ax.annotate(f"{r['variant']}/{r['backend']}", (r["p50_ms"], r["top1"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel(f"p50 latency (ms), batch {batch_size}")
+                        xytext=(4, 4 + 7 * (i % 3)), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"p50 latency (ms, log scale), batch {batch_size}")
         ax.set_ylabel("top-1 (%)")
         ax.grid(alpha=0.3)
     fig.tight_layout()

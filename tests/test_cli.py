@@ -1,0 +1,318 @@
+"""The `visioncompress` command line: help with defaults, compile, job files, KFP connection errors.
+
+No KFP backend can run here: connection failures use a closed 127.0.0.1 port, and the request shapes
+of `run` / `schedule` are checked against a small stand-in of the KFP v2beta1 REST API on 127.0.0.1.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from visioncompress.cli import kfp_cron, main
+from visioncompress.config.jobfile import load_job, map_job
+from visioncompress.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+JOBS = REPO / "examples" / "jobs"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_kfp_env(monkeypatch):
+    for name in ("KFP_HOST", "KFP_NAMESPACE", "KFP_TOKEN", "KFP_TOKEN_FILE", "KFP_COOKIES", "KFP_SSL_CA_CERT",
+                 "KFP_KUBE_CONTEXT", "KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _cli(capsys, *argv) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's --help and usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--help"], ["run", "compile", "upload", "schedule"]),
+    (["run", "--help"], ["(default: kubeflow)", "(default: visioncompress)", "(default: runs/local)",
+                         "insize = 32", "LEARNING_RATE = 0.001", "ptq_onnx: quant_format = 'QuantFormat.QDQ'"]),
+    (["run", "ptq_torch", "--help"], ["parameters of ptq_torch", "choice = 'static'", "BATCH_SIZE = 1",
+                                      "(default: 15.0)"]),
+    (["compile", "--help"], ["(default: .)", "PIPELINE"]),
+    (["upload", "--help"], ["(default: kubeflow)", "--version"]),
+    (["schedule", "--help"], ["create", "list", "delete"]),
+    (["schedule", "create", "--help"], ["(default: 1)", "(default: False)", "(default: visioncompress)",
+                                        "insize = 32", "[[ScheduledTime.2006-01-02]]"]),
+    (["schedule", "list", "--help"], ["(default: kubeflow)", "(default: 15.0)"]),
+    (["schedule", "delete", "--help"], ["(default: kubeflow)", "RECURRING_RUN"]),
+])
+def test_help_shows_parameters_with_defaults(capsys, argv, expected):
+    code, out, _ = _cli(capsys, *argv)
+    assert code == 0
+    flat = " ".join(out.split())  # argparse wraps to the terminal width
+    for text in expected:
+        assert text in flat, f"{' '.join(argv)}: {text!r} missing"
+
+
+# ---------------------------------------------------------------- compile
+
+
+def test_compile_writes_yaml(capsys, tmp_path):
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    code, out, err = _cli(capsys, "compile", "ptq_torch", "--output-dir", str(tmp_path))
+    assert code == 0, err
+    path = tmp_path / "ptq_torch.yaml"
+    assert f"wrote {path}" in out
+    spec = next(yaml.safe_load_all(path.read_text()))
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    assert spec["pipelineInfo"]["name"] == "visioncompress-ptq-torch"
+    code, _, err = _cli(capsys, "compile", "ptq_torhc", "--output-dir", str(tmp_path))
+    assert code == 2 and "ptq_torhc" in err and "ptq_torch" in err
+
+
+# ---------------------------------------------------------------- job files
+
+
+def test_spec_job_files_map_to_pipeline_and_parameters():
+    from pipelines.registry import validate_pipeline_params
+
+    onnx = load_job(JOBS / "onnx_ptq_cifar10.yaml")
+    assert onnx.pipeline == "ptq_onnx"
+    assert onnx.params["LEARNING_RATE"] == 0.001 and onnx.params["activation_type"] == "QuantType.QUInt8"
+    assert (onnx.params["DATASET_SOURCE"], onnx.params["DATASET_NAME"]) == ("torchvision", "CIFAR10")
+    assert {"JOB_PATH", "DEVICE", "NUM_CLASSES"} <= set(onnx.ignored)
+
+    torch_job = load_job(JOBS / "torch_ptq_fashion_mnist.yaml")
+    assert torch_job.pipeline == "ptq_torch"
+    assert torch_job.params["choice"] == "static" and torch_job.params["CRITERION"] == "CrossEntropyLoss"
+    assert torch_job.params["DATASET_SOURCE"] == "fashion-mnist" and "DATASET_NAME" not in torch_job.params
+    assert torch_job.ignored == {"quant.FXQuant.EPOCHS": "not a parameter of pipeline 'ptq_torch'"}
+    for job in (onnx, torch_job):
+        validate_pipeline_params(job.pipeline, job.params)
+
+
+def test_job_mapping_rules():
+    job = {"ALGORITHM": "CPU Post Training Quantization - OpenVino", "LEARNING RATE": "1e-3", "BATCH_SIZE": 8,
+           "OPTIMIZER": "Adam", "quant": {"NNCF": {"TRANSFORMER": False, "OPTIMIZER": "SGD"},
+                                          "ONNXQuant": {"per_channel": True}}}
+    mapped = map_job(job)
+    assert mapped.pipeline == "ptq_openvino"
+    assert mapped.params == {"LEARNING_RATE": 0.001, "BATCH_SIZE": 8, "OPTIMIZER": "SGD", "TRANSFORMER": False}
+    assert mapped.ignored == {"quant.ONNXQuant": "section for another algorithm (ONNXQuant)"}
+    assert map_job({"ALGORITHM": "ptq_torch"}).pipeline == "ptq_torch"
+    assert map_job({"MODEL_NAME": "mobilenet_v2"}, "ptq_onnx").params == {"MODEL": "mobilenet_v2"}
+    assert map_job({"DATASET_PATH": "s3://data/pets.zip"}, "ptq_torch").params["DATASET_SOURCE"] == "folder"
+
+
+@pytest.mark.parametrize("job, pipeline, parameter, hint", [
+    ({"ALGORITHM": "ONNXQuant", "LEARNING_RTE": 0.01}, None, "LEARNING_RTE", "did you mean 'LEARNING_RATE'?"),
+    ({"ALGORITHM": "ONNXQuant", "quant": {"ONNXQuant": {"per_chanel": True}}}, None, "quant.ONNXQuant.per_chanel",
+     "did you mean 'per_channel'?"),
+    ({"ALGORITHM": "FXQuantt"}, None, "ALGORITHM", "did you mean 'FXQuant'?"),
+    ({"ALGORITHM": "ONNXQuant"}, "ptq_torch", "ALGORITHM", "this job maps to 'ptq_onnx'"),
+    ({"ALGORITHM": "NNCF", "PLATFORM": "timm"}, None, "PLATFORM", "torchvision"),
+    ({"ALGORITHM": "NNCF", "LEARNING RATE": 0.1, "LEARNING_RATE": 0.2}, None, "LEARNING_RATE", "one value"),
+])
+def test_job_mapping_errors_name_the_key(job, pipeline, parameter, hint):
+    with pytest.raises(ConfigError) as info:
+        map_job(job, pipeline)
+    assert info.value.parameter == parameter and hint in str(info.value)
+
+
+def test_run_with_unknown_job_key_fails_before_any_work(capsys, tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text("ALGORITHM: FXQuant\nTASK: image_classification\nFINETUNE_EPOCH: 2\n")
+    code, out, err = _cli(capsys, "run", "--config", str(job), "--local", "--root", str(tmp_path / "runs"))
+    assert code == 2 and not (tmp_path / "runs").exists()
+    assert err.strip() == ("visioncompress: FINETUNE_EPOCH=2 is not allowed; expected a parameter of pipeline "
+                           "'ptq_torch' (did you mean 'FINETUNE_EPOCHS'?)")
+
+
+def test_cron_is_given_to_kfp_with_seconds():
+    assert kfp_cron("0 3 * * 1") == "0 0 3 * * 1"
+    assert kfp_cron("0 0 3 * * 1") == "0 0 3 * * 1" and kfp_cron("@weekly") == "@weekly"
+    with pytest.raises(ConfigError, match="--cron"):
+        kfp_cron("every monday")
+
+
+# ---------------------------------------------------------------- KFP connection errors
+
+
+def _subprocess_cli(*argv) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    for name in ("KFP_HOST", "KFP_TOKEN", "KFP_NAMESPACE"):
+        env.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "visioncompress.cli", *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_run_against_unreachable_host_is_one_line():
+    host = f"http://127.0.0.1:{_closed_port()}"
+    done = _subprocess_cli("run", "ptq_torch", "--host", host, "-p", "FINETUNE_EPOCHS=2")
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"visioncompress: cannot reach KFP at {host}: connection refused"
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_schedule_against_unreachable_host_is_one_line(capsys):
+    host = f"http://127.0.0.1:{_closed_port()}"
+    done = _subprocess_cli("schedule", "list", "--host", host)
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.strip() == f"visioncompress: cannot reach KFP at {host}: connection refused"
+    code, _, err = _cli(capsys, "schedule", "create", "ptq_torch", "--cron", "0 3 * * 1", "--host", host)
+    assert code == 2 and err.strip() == f"visioncompress: cannot reach KFP at {host}: connection refused"
+
+
+def test_missing_host_is_one_line(capsys):
+    code, _, err = _cli(capsys, "schedule", "list")
+    assert code == 2 and err.startswith("visioncompress: --host='' is not allowed") and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- against a stand-in KFP API
+
+
+class _FakeKfp(BaseHTTPRequestHandler):
+    """Just enough of KFP's v2beta1 REST API for the client calls the CLI makes."""
+
+    requests: list = []
+    refuse: bool = False
+    recurring: list = []
+    pipelines: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:  # the multipart pipeline uploads
+            body = {"multipart": raw}
+        path = self.path.split("?")[0]
+        type(self).requests.append((self.command, path, body, self.headers.get("Authorization")))
+        if path == "/apis/v2beta1/healthz":
+            return self._reply(200, {"multi_user": False})
+        if type(self).refuse:
+            return self._reply(403, {"error": "denied", "message": "user is not authorized"})
+        if path == "/apis/v2beta1/experiments" and self.command == "GET":
+            return self._reply(200, {"experiments": [], "total_size": 0})
+        if path == "/apis/v2beta1/experiments":
+            return self._reply(200, {"experiment_id": "exp-1", "display_name": body.get("display_name")})
+        if path == "/apis/v2beta1/pipelines" and self.command == "GET":
+            return self._reply(200, {"pipelines": type(self).pipelines} if type(self).pipelines else {})
+        if path == "/apis/v2beta1/pipelines/upload":
+            name = self.path.split("name=")[1].split("&")[0]
+            type(self).pipelines.append({"pipeline_id": "pipe-1", "display_name": name})
+            return self._reply(200, type(self).pipelines[-1])
+        if path == "/apis/v2beta1/pipelines/upload_version":
+            return self._reply(200, {"pipeline_id": "pipe-1", "pipeline_version_id": "ver-2"})
+        if path == "/apis/v2beta1/runs":
+            return self._reply(200, {"run_id": "run-1", "display_name": body.get("display_name")})
+        if path == "/apis/v2beta1/recurringruns" and self.command == "POST":
+            created = {**body, "recurring_run_id": "0c5a1c1e-1111-2222-3333-444455556666", "status": "ENABLED"}
+            type(self).recurring.append(created)
+            return self._reply(200, created)
+        if path == "/apis/v2beta1/recurringruns":
+            return self._reply(200, {"recurringRuns": type(self).recurring, "total_size": len(type(self).recurring)})
+        if path.startswith("/apis/v2beta1/recurringruns/") and self.command == "DELETE":
+            type(self).recurring = [r for r in type(self).recurring if not path.endswith(r["recurring_run_id"])]
+            return self._reply(200, {})
+        return self._reply(404, {"message": f"no route {path}"})
+
+    do_GET = do_POST = do_DELETE = _handle
+
+
+@pytest.fixture
+def fake_kfp():
+    _FakeKfp.requests, _FakeKfp.refuse, _FakeKfp.recurring, _FakeKfp.pipelines = [], False, [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeKfp)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_refusing_endpoint_is_one_line(capsys, fake_kfp):
+    _FakeKfp.refuse = True
+    code, _, err = _cli(capsys, "schedule", "list", "--host", fake_kfp, "--token", "expired")
+    assert code == 2
+    assert err.strip() == (f"visioncompress: KFP at {fake_kfp} refused the request: HTTP 403 Forbidden: "
+                           "user is not authorized")
+    assert ("GET", "/apis/v2beta1/recurringruns", {}, "Bearer expired") in _FakeKfp.requests
+
+
+def test_schedule_create_list_delete(capsys, fake_kfp):
+    code, out, err = _cli(capsys, "schedule", "create", "ptq_torch", "--cron", "0 3 * * 1", "--host", fake_kfp,
+                          "-p", "FINETUNE_EPOCHS=2", "--name", "nightly-ptq")
+    assert code == 0, err
+    assert "scheduled nightly-ptq (0 0 3 * * 1, max concurrency 1, catch-up off)" in out
+    body = next(b for method, path, b, _ in _FakeKfp.requests
+                if method == "POST" and path == "/apis/v2beta1/recurringruns")
+    assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
+    assert body["max_concurrency"] == "1" or body["max_concurrency"] == 1
+    assert body["no_catchup"] is True and body["experiment_id"] == "exp-1"
+    assert body["runtime_config"]["parameters"]["FINETUNE_EPOCHS"] == 2
+    from pipelines.signature import pipeline_signature
+
+    if "RUN_DATE" in pipeline_signature("ptq_torch"):  # each scheduled run publishes under its own date
+        assert body["runtime_config"]["parameters"]["RUN_DATE"] == "[[ScheduledTime.2006-01-02]]"
+    spec = body["pipeline_spec"].get("pipeline_spec", body["pipeline_spec"])  # wrapped with its platform spec
+    assert spec["pipelineInfo"]["name"] == "visioncompress-ptq-torch"
+
+    code, out, _ = _cli(capsys, "schedule", "list", "--host", fake_kfp)
+    assert code == 0 and "nightly-ptq" in out and "0 0 3 * * 1" in out and "off" in out
+    code, out, _ = _cli(capsys, "schedule", "delete", "nightly-ptq", "--host", fake_kfp)
+    assert code == 0 and "deleted recurring run nightly-ptq (0c5a1c1e-" in out
+    assert _FakeKfp.recurring == []
+
+
+def test_remote_run_name_carries_the_date(capsys, fake_kfp):
+    code, out, err = _cli(capsys, "run", "ptq_torch", "--host", fake_kfp, "-p", "BATCH_SIZE=8")
+    assert code == 0, err
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    assert out.startswith(f"submitted ptq_torch-{today}-") and out.strip().endswith(f"{fake_kfp}/#/runs/details/run-1")
+    body = next(b for method, path, b, _ in _FakeKfp.requests if method == "POST" and path == "/apis/v2beta1/runs")
+    assert body["display_name"].startswith(f"ptq_torch-{today}-")
+    assert body["runtime_config"]["parameters"] == {"BATCH_SIZE": 8}
+
+
+def test_upload_creates_then_versions(capsys, fake_kfp):
+    code, out, err = _cli(capsys, "upload", "ptq_onnx", "--host", fake_kfp)
+    assert code == 0, err
+    assert out.strip() == f"uploaded pipeline visioncompress-ptq-onnx: {fake_kfp}/#/pipelines/details/pipe-1"
+    upload = next(b for method, path, b, _ in _FakeKfp.requests if path == "/apis/v2beta1/pipelines/upload")
+    assert b"visioncompress-ptq-onnx" in upload["multipart"] and b"deploymentSpec" in upload["multipart"]
+    code, out, err = _cli(capsys, "upload", "ptq_onnx", "--host", fake_kfp, "--version", "v2")
+    assert code == 0, err
+    assert out.strip() == (f"uploaded version v2 of visioncompress-ptq-onnx: "
+                           f"{fake_kfp}/#/pipelines/details/pipe-1/version/ver-2")
