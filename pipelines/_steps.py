@@ -16,13 +16,17 @@ MODEL_PARAMS = ("MODEL", "PRETRAINED", "CUSTOM_MODEL_PATH", "TRAINING", "VALIDAT
                 "CRITERION", "LEARNING_RATE", "FINETUNE_EPOCHS", "OPTIMIZER", "BATCH_SIZE")
 
 
+def pick(params: dict, names) -> dict:
+    return {k: params[k] for k in names}
+
+
 def prepare_data_and_model(params: dict):
     """Data preparation and the FP32 model, from a pipeline's parameters (pass ``locals()``)."""
-    data = data_prep(**{k: params[k] for k in DATA_PARAMS})
+    data = data_prep(**pick(params, DATA_PARAMS))
     data.set_display_name("prepare data").set_caching_options(True)
     on_cpu(data)
     with_storage_access(data, optional=True)  # DATASET_PATH may be s3:// or minio://
-    model = finetune(dataset=data.outputs["dataset"], **{k: params[k] for k in MODEL_PARAMS})
+    model = finetune(dataset=data.outputs["dataset"], **pick(params, MODEL_PARAMS))
     model.set_display_name("fine-tune (FP32)")
     on_cpu(model)
     with_storage_access(model, optional=True)  # CUSTOM_MODEL_PATH may be s3:// or minio://

@@ -6,10 +6,8 @@ Calibration (QDQ ONNX) runs on CPU nodes; the engine build and the GPU benchmark
 from kfp import dsl
 from kfp.dsl import Markdown
 
-from components.report.component import report
-from pipelines._steps import measure, prepare_data_and_model
+from pipelines._steps import measure, prepare_data_and_model, summarize
 from pipelines._tensorrt_steps import tensorrt_steps
-from pipelines.placement import on_cpu
 
 
 @dsl.pipeline(name="visioncompress-ptq-tensorrt",
@@ -41,19 +39,21 @@ def ptq_tensorrt(
     MAX_TRAIN_SAMPLES: int = 0,
     MAX_TEST_SAMPLES: int = 0,
     CALIBRATION_SAMPLES: int = 512,
+    DESTINATION: str = "",
+    ACCURACY_BUDGET: float = 1.0,
+    RUN_DATE: str = "",
 ) -> Markdown:
     data, model = prepare_data_and_model(locals())
     fp32 = model.outputs["model"]
-    qdq, _, tensorrt_results = tensorrt_steps(
+    qdq, engine, tensorrt_results = tensorrt_steps(
         fp32, data, BATCH_SIZE=BATCH_SIZE, FP16_FALLBACK=FP16_FALLBACK, DYNAMIC_BATCH=DYNAMIC_BATCH,
         MAX_BATCH_SIZE=MAX_BATCH_SIZE, WORKSPACE_MB=WORKSPACE_MB, CALIBRATION_BATCH_SIZE=CALIBRATION_BATCH_SIZE,
         CALIBRATION_METHOD=CALIBRATION_METHOD, TENSORRT_OPTIONAL=TENSORRT_OPTIONAL)
-    summary = on_cpu(report(
+    results = dict(
         fp32=measure(fp32, data, BATCH_SIZE=BATCH_SIZE, name="FP32", fp32_runtimes=["onnxruntime"]),
         # The engine's own input, measured in onnxruntime on CPU: the calibrated model's accuracy, GPU or not.
         onnx_ptq=measure(qdq.outputs["qdq_model"], data, BATCH_SIZE=BATCH_SIZE, name="QDQ ONNX INT8",
                          variant="int8-qdq"),
         tensorrt_ptq=tensorrt_results,
-        TITLE="PTQ - TensorRT",
-    ))
-    return summary.set_display_name("report").outputs["report"]
+    )
+    return summarize(locals(), results, {"tensorrt_ptq": engine.outputs["engine"]}, title="PTQ - TensorRT")

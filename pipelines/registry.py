@@ -7,7 +7,7 @@ import inspect
 from dataclasses import dataclass
 
 from visioncompress.config import (
-    BenchmarkConfig, DataConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig, PublishConfig, TorchPTQConfig,
+    BenchmarkConfig, DataConfig, DistillConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig, PruneConfig, PublishConfig, TorchPTQConfig,
     TrainConfig,
     validate_params,
 )
@@ -25,6 +25,8 @@ class PipelineEntry:
 PIPELINES = {
     "compare": PipelineEntry("pipelines.compare:compare",
                              _COMMON + (TorchPTQConfig, OnnxPTQConfig, OpenVinoPTQConfig)),
+    "distill": PipelineEntry("pipelines.distill:distill", _COMMON + (DistillConfig,)),
+    "prune": PipelineEntry("pipelines.prune:prune", _COMMON + (PruneConfig,)),
     "ptq_torch": PipelineEntry("pipelines.ptq_torch:ptq_torch", _COMMON + (TorchPTQConfig,)),
     "ptq_onnx": PipelineEntry("pipelines.ptq_onnx:ptq_onnx", _COMMON + (OnnxPTQConfig,)),
     "ptq_openvino": PipelineEntry("pipelines.ptq_openvino:ptq_openvino", _COMMON + (OpenVinoPTQConfig,)),

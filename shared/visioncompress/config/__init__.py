@@ -4,11 +4,13 @@ from visioncompress.config._fields import from_spec, spec_names, to_spec
 from visioncompress.config.validate import validate_params
 from visioncompress.config.benchmark import BenchmarkConfig
 from visioncompress.config.data import DataConfig
+from visioncompress.config.distill import DistillConfig
+from visioncompress.config.prune import PruneConfig
 from visioncompress.config.publish import PublishConfig
 from visioncompress.config.quantize import OnnxPTQConfig, OpenVinoPTQConfig, TorchPTQConfig
 from visioncompress.config.train import ModelConfig, TrainConfig
 
 __all__ = [
-    "BenchmarkConfig", "DataConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig", "PublishConfig",
+    "BenchmarkConfig", "DataConfig", "DistillConfig", "PruneConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig", "PublishConfig",
     "TorchPTQConfig", "TrainConfig", "from_spec", "spec_names", "to_spec", "validate_params",
 ]

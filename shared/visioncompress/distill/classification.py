@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 
 from visioncompress.artifacts import ModelMetadata, is_model_artifact, read_model_metadata
 from visioncompress.config import ModelConfig, TrainConfig, to_spec
@@ -16,6 +15,7 @@ from visioncompress.data import PreparedDataset, load_dataset
 from visioncompress.errors import ArtifactError, ConfigError
 from visioncompress.log import get_logger
 from visioncompress.models import build_classifier, load_torch_module, load_user_checkpoint, save_torch_model
+from visioncompress.storage.s3 import localized
 from visioncompress.train.finetune import initial_model
 from visioncompress.train.loop import TrainResult, evaluate_top1, train
 
@@ -33,18 +33,21 @@ def kd_loss(student_logits, teacher_logits, labels, *, lambda_: float, temperatu
 
 
 def _load_teacher_checkpoint(config: DistillConfig, num_classes: int, input_size: int):
-    """CUSTOM_TEACHER_PATH, with errors that name the teacher's parameters rather than the student's."""
-    path = Path(config.custom_teacher_path)
-    if not (path.is_file() or is_model_artifact(path)):
-        raise ConfigError("CUSTOM_TEACHER_PATH", config.custom_teacher_path,
-                          "an existing .pt/.pth file or model artifact directory")
+    """CUSTOM_TEACHER_PATH (local, s3:// or minio://), with errors that name the teacher's parameters."""
     build = lambda: build_classifier(config.teacher_model, num_classes, input_size=input_size)  # noqa: E731
     try:
-        return load_user_checkpoint(path, build)
+        with localized(config.custom_teacher_path) as path:
+            if not (path.is_file() or is_model_artifact(path)):
+                raise ConfigError("CUSTOM_TEACHER_PATH", config.custom_teacher_path,
+                                  "an existing .pt/.pth file or model artifact directory")
+            return load_user_checkpoint(path, build)
+    # load_user_checkpoint and the storage speak of the student's parameters; name the teacher's instead.
     except ConfigError as exc:
-        raise ConfigError("TEACHER_MODEL", config.teacher_model, exc.allowed) from exc
+        renamed = {"MODEL": "TEACHER_MODEL", "CUSTOM_MODEL_PATH": "CUSTOM_TEACHER_PATH", "uri": "CUSTOM_TEACHER_PATH"}
+        if exc.parameter not in renamed:
+            raise
+        raise ConfigError(renamed[exc.parameter], exc.value, exc.allowed) from exc
     except ArtifactError as exc:
-        # load_user_checkpoint speaks of the student's parameters; say which ones were meant here.
         message = str(exc).replace("CUSTOM_MODEL_PATH", "CUSTOM_TEACHER_PATH").replace("MODEL's", "TEACHER_MODEL's")
         raise ArtifactError(message) from exc
 
@@ -96,11 +99,13 @@ def distill(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, stude
     manifest = dataset.manifest
     example = torch.from_numpy(dataset.example_input(2))
     teacher, teacher_source = load_teacher(config, dataset, teacher_dir)
-    _check_outputs(teacher, example, manifest.num_classes, "CUSTOM_TEACHER_PATH" if config.custom_teacher_path
-                   and teacher_dir is None else "TEACHER_MODEL", teacher_source)
+    teacher_parameter = ("teacher" if teacher_dir is not None
+                         else "CUSTOM_TEACHER_PATH" if config.custom_teacher_path else "TEACHER_MODEL")
+    _check_outputs(teacher, example, manifest.num_classes, teacher_parameter, teacher_source)
     student = initial_model(student_model_config, manifest.num_classes, manifest.input_size)
-    _check_outputs(student, example, manifest.num_classes, "CUSTOM_MODEL_PATH" if student_model_config.custom_model_path
-                   else "MODEL", student_model_config.custom_model_path or student_model_config.model)
+    student_source = student_model_config.custom_model_path or student_model_config.model
+    _check_outputs(student, example, manifest.num_classes,
+                   "CUSTOM_MODEL_PATH" if student_model_config.custom_model_path else "MODEL", student_source)
     if config.method != "pkd":
         log.info("METHOD=%s applies to detection only; classification uses logit distillation", config.method)
 
@@ -124,9 +129,8 @@ def distill(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, stude
         return kd_loss(model(x), teacher_logits, y, lambda_=config.lambda_, temperature=config.temperature)
 
     student_config = dataclasses.replace(train_config, seed=config.seed)
-    log.info("distilling into %s for %d epoch(s) (LAMBDA %s, TEMPERATURE %s)",
-             student_model_config.custom_model_path or student_model_config.model, config.epochs, config.lambda_,
-             config.temperature)
+    log.info("distilling into %s for %d epoch(s) (LAMBDA %s, TEMPERATURE %s)", student_source, config.epochs,
+             config.lambda_, config.temperature)
     result = train(student, dataset, student_config, epochs=config.epochs, learning_rate=config.lr,
                    weight_decay=config.weight_decay, loss_fn=loss_fn, checkpoint_dir=checkpoint_dir, name="distill")
     val_top1 = result.best_val_top1

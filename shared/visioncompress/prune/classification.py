@@ -19,7 +19,7 @@ from pathlib import Path
 from visioncompress.artifacts import ModelMetadata
 from visioncompress.config import TrainConfig, to_spec
 from visioncompress.config.prune import IMPORTANCES, PRUNERS, PruneConfig
-from visioncompress.errors import ConfigError
+from visioncompress.errors import ConfigError, VisionCompressError
 from visioncompress.log import get_logger
 from visioncompress.models import save_torch_model
 from visioncompress.quantize._common import load_inputs
@@ -47,15 +47,15 @@ def count_params(model) -> int:
 
 
 def classifier_layer(model):
-    """The last nn.Linear: its outputs are the classes and must stay."""
+    """The last Linear/Conv2d registered (torchvision registers the classifier last): its outputs must stay."""
     import torch.nn as nn
 
     last = None
     for module in model.modules():
-        if isinstance(module, nn.Linear):
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
             last = module
     if last is None:
-        raise ConfigError("MODEL", type(model).__name__, "a classifier whose last layer is nn.Linear")
+        raise ConfigError("MODEL", type(model).__name__, "a classifier built from nn.Linear / nn.Conv2d layers")
     return last
 
 
@@ -131,8 +131,8 @@ def prune_once(model, example, dataset, config: PruneConfig, ratio: float, crite
         if config.group_importance == "GroupTaylorImportance":
             _taylor_gradients(model, dataset, criterion)
         pruner.step()
+        sync_after_pruning(model, pruner.num_heads)  # the next step's gradients need a working forward
     model.zero_grad(set_to_none=True)
-    sync_after_pruning(model, pruner.num_heads)
     return model
 
 
@@ -147,10 +147,12 @@ def prune_to_target(model, example, dataset, config: PruneConfig, criterion=None
     best: PruneOutcome | None = None
     trials: list[dict] = []
     for _ in range(MAX_TRIALS):
-        candidate = prune_once(copy.deepcopy(model), example, dataset, config, ratio, criterion)
         try:
+            candidate = prune_once(copy.deepcopy(model), example, dataset, config, ratio, criterion)
             with torch.inference_mode():
                 candidate(example)
+        except VisionCompressError:
+            raise
         except Exception as exc:
             raise ConfigError("MODEL", type(model).__name__,
                               f"an architecture torch-pruning can prune structurally (the pruned model failed: "
@@ -171,7 +173,7 @@ def prune_to_target(model, example, dataset, config: PruneConfig, criterion=None
         k = math.log(1.0 - reduction) / math.log(1.0 - ratio) if 0.0 < reduction < 1.0 else 2.0
         guess = 1.0 - (1.0 - target) ** (1.0 / max(k, 1e-3))
         ratio_next = guess if lo[0] < guess < hi[0] else (lo[0] + hi[0]) / 2
-        if abs(ratio_next - ratio) < 1e-4:
+        if abs(ratio_next - ratio) < 1e-4 or hi[0] - lo[0] < 2e-3:
             break
         ratio = ratio_next
     best.trials = trials
@@ -198,14 +200,19 @@ def _save_pruned(path: Path, model, info: dict) -> None:
     path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
 
 
-def _load_pruned(path: Path):
+def _load_pruned(path: Path, key: dict):
+    """The pruned model a killed run of the same stage saved, if it was made from the same inputs."""
     import torch
 
     if not (path.is_file() and path.with_suffix(".json").is_file()):
         return None, None
+    info = json.loads(path.with_suffix(".json").read_text())
+    if info.get("key") != key:
+        log.warning("ignoring %s: it was pruned from other inputs or parameters", path)
+        return None, None
     log.info("resuming from the pruned model in %s", path)
-    # Our own checkpoint, written by this stage a moment ago: a whole module needs weights_only=False.
-    return torch.load(path, weights_only=False, map_location="cpu"), json.loads(path.with_suffix(".json").read_text())
+    # Our own checkpoint, written by this stage earlier: a whole module needs weights_only=False.
+    return torch.load(path, weights_only=False, map_location="cpu"), info
 
 
 def sparse_train(model, example, dataset, config: PruneConfig, train_config: TrainConfig,
@@ -237,13 +244,16 @@ def prune(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_d
     if converted:
         log.info("converted %d nn.MultiheadAttention block(s) to fused-qkv attention for head pruning", converted)
     heads_before = head_counts(model)
+    if config.bottleneck and not heads_before:
+        log.info("BOTTLENECK applies to transformers; %s has no attention blocks", parent.architecture)
     macs_before, params_before = _ops_and_params(model, example)
     has_val = bool(manifest.splits.get("val"))
     val_before = round(evaluate_top1(model, dataset, "val"), 3) if has_val else None
     criterion = make_criterion(train_config.criterion, manifest.num_classes)
 
     pruned_checkpoint = Path(checkpoint_dir) / "prune-pruned.pt" if checkpoint_dir else None
-    pruned, info = _load_pruned(pruned_checkpoint) if pruned_checkpoint else (None, None)
+    key = {"model": str(Path(model_dir).resolve()), **to_spec(config)}
+    pruned, info = _load_pruned(pruned_checkpoint, key) if pruned_checkpoint else (None, None)
     if pruned is None:
         sparse = TrainResult()
         if config.sparsity_epochs:
@@ -251,7 +261,8 @@ def prune(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_d
             sparse = sparse_train(model, example, dataset, config, train_config, checkpoint_dir)
         outcome = prune_to_target(model, example, dataset, config, criterion)
         pruned = outcome.model
-        info = {"pruning_ratio": round(outcome.ratio, 5), "search": outcome.trials, "sparsity_history": sparse.history}
+        info = {"pruning_ratio": round(outcome.ratio, 5), "search": outcome.trials, "sparsity_history": sparse.history,
+                "key": key}
         if pruned_checkpoint:
             _save_pruned(pruned_checkpoint, pruned, info)
     del model
@@ -271,9 +282,10 @@ def prune(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_d
     metrics = {
         "val_top1": val_top1, "val_top1_before": val_before, "val_top1_pruned_before_finetune": val_pruned,
         "params_before": params_before, "params_after": params_after,
-        "param_reduction": round(1 - params_after / params_before, 5), "target_param_reduction": config.target_prune_rate,
+        "param_reduction": round(1 - params_after / params_before, 5),
+        "target_param_reduction": config.target_prune_rate,
         "macs_before": macs_before, "macs_after": macs_after, "mac_reduction": round(1 - macs_after / macs_before, 5),
-        "history": result.history, **info,
+        "history": result.history, **{k: v for k, v in info.items() if k != "key"},
     }
     heads_after = head_counts(pruned)
     if heads_before:

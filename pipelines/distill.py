@@ -1,0 +1,61 @@
+"""Knowledge Distillation (classification): a student (MODEL) learns from a teacher's softened logits."""
+
+from kfp import dsl
+from kfp.dsl import Markdown
+
+from components.distill.component import distill as distill_op
+from pipelines._steps import measure, pick, prepare_data_and_model, summarize
+from pipelines.placement import on_cpu
+from pipelines.publish_step import with_storage_access
+
+DISTILL_PARAMS = ("MODEL", "PRETRAINED", "CUSTOM_MODEL_PATH", "TEACHER_MODEL", "CUSTOM_TEACHER_PATH", "METHOD", "EPOCHS",
+                  "LR", "LAMBDA", "TEMPERATURE", "WEIGHT_DECAY", "TRAINING", "VALIDATE", "VALIDATION_INTERVAL",
+                  "CRITERION", "LEARNING_RATE", "FINETUNE_EPOCHS", "OPTIMIZER", "BATCH_SIZE", "SEED")
+
+
+@dsl.pipeline(name="visioncompress-distill",
+              description="Prepare data; the student fine-tuned alone (baseline) and distilled from the teacher.")
+def distill(
+    insize: int = 32,
+    BATCH_SIZE: int = 1,
+    TRAINING: bool = True,
+    VALIDATE: bool = True,
+    VALIDATION_INTERVAL: int = 1,
+    CRITERION: str = "CrossEntropyLoss",
+    LEARNING_RATE: float = 0.001,
+    FINETUNE_EPOCHS: int = 1,
+    OPTIMIZER: str = "Adam",
+    PRETRAINED: bool = False,
+    TEACHER_MODEL: str = "vgg16",
+    CUSTOM_TEACHER_PATH: str = "",
+    METHOD: str = "pkd",
+    EPOCHS: int = 20,
+    LR: float = 0.01,
+    LAMBDA: float = 0.5,
+    TEMPERATURE: float = 20,
+    SEED: int = 43,
+    WEIGHT_DECAY: float = 0.0005,
+    MODEL: str = "resnet18",
+    CUSTOM_MODEL_PATH: str = "",
+    DATASET_SOURCE: str = "fashion-mnist",
+    DATASET_NAME: str = "",
+    DATASET_PATH: str = "",
+    MAX_TRAIN_SAMPLES: int = 0,
+    MAX_TEST_SAMPLES: int = 0,
+    CALIBRATION_SAMPLES: int = 512,
+    DESTINATION: str = "",
+    ACCURACY_BUDGET: float = 1.0,
+    RUN_DATE: str = "",
+) -> Markdown:
+    data, model = prepare_data_and_model(locals())
+    student = on_cpu(distill_op(dataset=data.outputs["dataset"], **pick(locals(), DISTILL_PARAMS)))
+    student.set_display_name("distill")
+    with_storage_access(student, optional=True)  # CUSTOM_TEACHER_PATH may be s3:// or minio://
+    results = dict(
+        fp32=measure(model.outputs["model"], data, BATCH_SIZE=BATCH_SIZE, name="FP32 (student alone)",
+                     fp32_runtimes=["torch"]),
+        distilled=measure(student.outputs["distilled_model"], data, BATCH_SIZE=BATCH_SIZE, name="distilled",
+                          variant="distilled"),
+    )
+    return summarize(locals(), results, {"distilled": student.outputs["distilled_model"]},
+                     title="Knowledge Distillation")

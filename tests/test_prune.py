@@ -1,0 +1,169 @@
+"""Structured pruning: measured parameter and MAC reductions, loadable outputs, ViT head pruning, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from visioncompress.artifacts import ModelMetadata, read_model_metadata
+from visioncompress.config import DataConfig, TrainConfig, from_spec
+from visioncompress.config.prune import PruneConfig
+from visioncompress.data import load_dataset, prepare_dataset
+from visioncompress.errors import ConfigError
+from visioncompress.models import save_torch_model
+from visioncompress.prune import prune
+from visioncompress.prune.attention import FusedSelfAttention, convert_attention
+from visioncompress.train import evaluate_top1
+
+NO_TRAINING = TrainConfig(training=False, batch_size=64)
+
+
+def tiny_vit(num_classes: int = 10):
+    torch.manual_seed(0)
+    return torchvision.models.VisionTransformer(image_size=32, patch_size=4, num_layers=2, num_heads=4,
+                                                hidden_dim=64, mlp_dim=128, num_classes=num_classes)
+
+
+@pytest.fixture(scope="module")
+def small_dataset_dir(tmp_path_factory):
+    """Fashion-MNIST at 32x32 again, but 720 train / 80 val images: enough for the tiny ViT's epochs."""
+    path = tmp_path_factory.mktemp("prune-data") / "dataset"
+    prepare_dataset(DataConfig(insize=32, max_train_samples=800, max_test_samples=100, calibration_samples=64), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def vit_dir(small_dataset_dir, tmp_path_factory):
+    manifest = load_dataset(small_dataset_dir).manifest
+    metadata = ModelMetadata(task=manifest.task, architecture="vit_tiny", classes=manifest.classes,
+                             input_size=manifest.input_size, channels=manifest.channels, mean=manifest.mean,
+                             std=manifest.std, format="torch-module", precision="fp32", stage="finetune")
+    path = tmp_path_factory.mktemp("prune-vit") / "fp32"
+    save_torch_model(tiny_vit(manifest.num_classes), metadata, path)
+    return path
+
+
+def load_output(path):
+    return torch.load(path / "model.pt", weights_only=False, map_location="cpu").eval()
+
+
+def test_resnet18_loses_half_its_parameters(fp32_model_dir, dataset_dir, tmp_path):
+    out = tmp_path / "pruned"
+    metadata = prune(fp32_model_dir, dataset_dir, out, PruneConfig(target_prune_rate=0.5), NO_TRAINING)
+    m = metadata.metrics
+    assert abs(m["param_reduction"] - 0.5) <= 0.02
+    assert m["macs_after"] < 0.6 * m["macs_before"]
+
+    model = load_output(out)
+    assert sum(p.numel() for p in model.parameters()) == m["params_after"]
+    assert model.layer1[0].conv1.out_channels < 64 and model.fc.out_features == 10
+    with torch.inference_mode():
+        assert model(torch.randn(3, 3, 32, 32)).shape == (3, 10)
+    assert evaluate_top1(model, load_dataset(dataset_dir), "val") == pytest.approx(m["val_top1"], abs=1e-3)
+    written = read_model_metadata(out)
+    assert (written.stage, written.format, written.precision) == ("prune", "torch-module", "fp32")
+    assert written.params["PRUNER_NAME"] == "GroupNormPruner" and written.params["TARGET_PRUNE_RATE"] == 0.5
+    assert written.parent["stage"] == "finetune"
+
+
+def test_vit_loses_whole_heads_and_is_finetuned(vit_dir, small_dataset_dir, tmp_path):
+    out = tmp_path / "pruned"
+    metadata = prune(vit_dir, small_dataset_dir, out, PruneConfig(target_prune_rate=40),
+                     TrainConfig(batch_size=64, finetune_epochs=1))
+    m = metadata.metrics
+    assert m["attention_heads_before"] == [4, 4]
+    assert all(after < 4 for after in m["attention_heads_after"])
+    assert abs(m["param_reduction"] - 0.4) <= 0.02
+    assert len(m["history"]) == 1 and m["val_top1"] is not None
+
+    model = load_output(out)
+    for block, heads in zip(model.encoder.layers, m["attention_heads_after"]):
+        attn = block.self_attention
+        assert isinstance(attn, FusedSelfAttention) and attn.num_heads == heads == block.num_heads
+        assert attn.head_dim == 16  # whole heads go; the survivors keep their size
+        assert attn.qkv.out_features == 3 * heads * 16 and attn.proj.in_features == heads * 16
+    with torch.inference_mode():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_vit_bottleneck_keeps_the_embedding_width(vit_dir, small_dataset_dir, tmp_path):
+    metadata = prune(vit_dir, small_dataset_dir, tmp_path / "pruned",
+                     PruneConfig(target_prune_rate=0.3, bottleneck=True), NO_TRAINING)
+    model = load_output(tmp_path / "pruned")
+    assert model.hidden_dim == 64 and model.class_token.shape[-1] == 64
+    for block in model.encoder.layers:
+        assert block.ln_1.normalized_shape == (64,) and block.self_attention.proj.out_features == 64
+        assert block.mlp[0].out_features < 128 and block.self_attention.num_heads < 4
+    assert metadata.metrics["param_reduction"] > 0.15
+
+
+def test_vit_without_head_pruning_shrinks_head_size(vit_dir, small_dataset_dir, tmp_path):
+    metadata = prune(vit_dir, small_dataset_dir, tmp_path / "pruned",
+                     PruneConfig(target_prune_rate=0.5, prune_num_heads=False), NO_TRAINING)
+    model = load_output(tmp_path / "pruned")
+    assert metadata.metrics["attention_heads_after"] == [4, 4]
+    assert all(block.self_attention.head_dim < 16 for block in model.encoder.layers)
+    assert abs(metadata.metrics["param_reduction"] - 0.5) <= 0.02
+
+
+def test_taylor_importance_after_sparse_training_in_steps(vit_dir, small_dataset_dir, tmp_path):
+    config = PruneConfig(group_importance="GroupTaylorImportance", sparsity_epochs=1, iterative_steps=2,
+                         target_prune_rate=0.5)
+    metadata = prune(vit_dir, small_dataset_dir, tmp_path / "pruned", config, NO_TRAINING)
+    m = metadata.metrics
+    assert len(m["sparsity_history"]) == 1
+    assert abs(m["param_reduction"] - 0.5) <= 0.02
+    with torch.inference_mode():
+        assert load_output(tmp_path / "pruned")(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_rerun_resumes_from_the_pruned_checkpoint(vit_dir, small_dataset_dir, tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    config = PruneConfig(target_prune_rate=0.3)
+    first = prune(vit_dir, small_dataset_dir, tmp_path / "a", config, NO_TRAINING, checkpoint_dir=checkpoints)
+    saved = checkpoints / "prune-pruned.pt"
+    written_at = saved.stat().st_mtime_ns
+    second = prune(vit_dir, small_dataset_dir, tmp_path / "b", config, NO_TRAINING, checkpoint_dir=checkpoints)
+    assert saved.stat().st_mtime_ns == written_at  # loaded, not pruned and saved again
+    assert second.metrics["params_after"] == first.metrics["params_after"]
+    # Other parameters must not pick up the stale pruned model.
+    third = prune(vit_dir, small_dataset_dir, tmp_path / "c", PruneConfig(target_prune_rate=0.6), NO_TRAINING,
+                  checkpoint_dir=checkpoints)
+    assert abs(third.metrics["param_reduction"] - 0.6) <= 0.02
+
+
+def test_fused_attention_computes_what_multihead_attention_does():
+    vit = tiny_vit().eval()
+    torch.nn.init.normal_(vit.heads.head.weight)  # torchvision zero-initialises the head
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        before = vit(x)
+        assert convert_attention(vit) == 2
+        after = vit(x)
+    assert all(isinstance(b.self_attention, FusedSelfAttention) for b in vit.encoder.layers)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("params, parameter", [
+    ({"PRUNER_NAME": "L1Pruner"}, "PRUNER_NAME"),
+    ({"GROUP_IMPORTANCE": "RandomImportance"}, "GROUP_IMPORTANCE"),
+    ({"TARGET_PRUNE_RATE": 0}, "TARGET_PRUNE_RATE"),
+    ({"TARGET_PRUNE_RATE": 100}, "TARGET_PRUNE_RATE"),
+    ({"TARGET_PRUNE_RATE": -0.5}, "TARGET_PRUNE_RATE"),
+    ({"TARGET_PRUNE_RATE": "half"}, "TARGET_PRUNE_RATE"),
+    ({"ITERATIVE_STEPS": 0}, "ITERATIVE_STEPS"),
+    ({"PRUNER_NAME": "MetaPruner", "SPARSITY_EPOCHS": 2}, "SPARSITY_EPOCHS"),
+])
+def test_bad_parameters_name_themselves(params, parameter):
+    with pytest.raises(ConfigError) as info:
+        from_spec(PruneConfig, params)
+    assert info.value.parameter == parameter
+    assert str(info.value).startswith(parameter + "=")
+
+
+def test_spec_spellings_are_accepted():
+    config = from_spec(PruneConfig, {"PRUNER_NAME": "bnscalepruner", "GROUP_IMPORTANCE": "GroupMagnitudeImportance",
+                                     "TARGET_PRUNE_RATE": 30})
+    assert (config.pruner_name, config.group_importance, config.target_prune_rate) == (
+        "BNSPruner", "GroupNormImportance", 0.3)
