@@ -1,7 +1,10 @@
-"""`make bench`: measure every backend on this machine and write bench/results.json.
+"""`make bench`: measure every backend and algorithm on this machine and write bench/results.json.
 
-Fashion-MNIST at 32x32, resnet18 fine-tuned by our own stage; each INT8 backend against FP32 in the same
-runtime at batch 1 and 32. Artifacts are kept under bench/artifacts/ (reused unless --fresh).
+Fashion-MNIST at 32x32, resnet18 fine-tuned by our own stage. PTQ: each INT8 backend against FP32 in the
+same runtime at batch 1 and 32. QAT: torch and OpenVINO INT8 after one QAT epoch. Distillation: a small
+student trained with the resnet18 teacher against the same student trained alone for the same epochs.
+Pruning: resnet18 at 50% fewer parameters, fine-tuned. Artifacts are kept under bench/artifacts/
+(reused unless --fresh); `--only ptq` skips the training-based rows.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from pathlib import Path
 
 from visioncompress.benchmark import benchmark
 from visioncompress.config import (
-    BenchmarkConfig, DataConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig, TorchPTQConfig, TrainConfig,
+    BenchmarkConfig, DataConfig, DistillConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig, OpenVinoQATConfig,
+    PruneConfig, TorchPTQConfig, TorchQATConfig, TrainConfig,
 )
+from visioncompress.distill import distill
+from visioncompress.prune import prune
 from visioncompress.data import prepare_dataset
-from visioncompress.quantize import quantize
+from visioncompress.quantize import quantize, quantize_aware
 from visioncompress.report import build_report, compare, text_table
 from visioncompress.report.build import machine_description
 from visioncompress.train import finetune
@@ -40,6 +46,18 @@ PTQ_VARIANTS = {
 }
 
 
+# QAT, distillation and pruning train: they use a 3000-image cut of the same training data (the test split
+# is the same: data preparation draws it independently of the training cap).
+SHORT_DATA = DataConfig(insize=32, max_train_samples=3000, max_test_samples=2000, calibration_samples=256)
+QAT_TRAIN = TrainConfig(batch_size=32)
+QAT = [("torch-qat-int8", TorchQATConfig(qat_epochs=1, batch_size=32)),
+       ("openvino-qat-int8", OpenVinoQATConfig(qat_epochs=1, batch_size=32, transformer=False))]
+STUDENT = ModelConfig(model="mobilenet_v3_small")
+STUDENT_EPOCHS = 3
+KD = DistillConfig(epochs=STUDENT_EPOCHS, lr=0.001, temperature=4, lambda_=0.5)
+PRUNE = PruneConfig(target_prune_rate=0.5)
+
+
 def _ensure(path: Path, build) -> Path:
     if not (path / "model.json").is_file() and not (path / "manifest.json").is_file():
         build(path)
@@ -59,14 +77,37 @@ def run(artifacts: Path, fresh: bool) -> list[dict]:
     return rows
 
 
+def run_training_based(artifacts: Path) -> list[dict]:
+    dataset = artifacts / "dataset"
+    fp32 = artifacts / "fp32"
+    short = _ensure(artifacts / "dataset-short", lambda p: prepare_dataset(SHORT_DATA, p))
+    rows: list[dict] = []
+    for folder, config in QAT:
+        model = _ensure(artifacts / folder, lambda p, c=config: quantize_aware(fp32, short, p, c, QAT_TRAIN))
+        rows += benchmark(model, dataset, MEASURE, variant="qat-int8")
+    alone = _ensure(artifacts / "student-alone", lambda p: finetune(
+        short, p, STUDENT, TrainConfig(batch_size=32, finetune_epochs=STUDENT_EPOCHS)))
+    rows += benchmark(alone, dataset, MEASURE, variant="student-alone")
+    student = _ensure(artifacts / "student-distilled", lambda p: distill(
+        short, p, STUDENT, TrainConfig(batch_size=32, training=False), KD, teacher_dir=fp32))
+    rows += benchmark(student, dataset, MEASURE, variant="distilled")
+    pruned = _ensure(artifacts / "pruned-50", lambda p: prune(
+        fp32, short, p, PRUNE, TrainConfig(batch_size=32, finetune_epochs=1)))
+    rows += benchmark(pruned, dataset, MEASURE, variant="pruned-50")
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", type=Path, default=HERE / "artifacts")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--fresh", action="store_true", help="rebuild every artifact")
+    parser.add_argument("--only", choices=["all", "ptq"], default="all", help="which rows to measure")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     rows = run(args.artifacts, args.fresh)
+    if args.only == "all":
+        rows += run_training_based(args.artifacts)
     for row in rows:
         row["machine"] = machine_description()
     args.output.write_text(json.dumps(compare(rows), indent=2) + "\n")

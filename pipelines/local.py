@@ -36,13 +36,13 @@ def run_local(name: str, params: dict, root: str | Path) -> Path:
     """Validate, then run pipeline ``name`` locally; returns the report's path."""
     from kfp import local
 
-    from pipelines.registry import get_pipeline, validate_pipeline_params
+    from pipelines.registry import coerce_params, get_pipeline, validate_pipeline_params
 
     validate_pipeline_params(name, params)  # fails before any work on a bad parameter
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    task = get_pipeline(name)(**params)
+    task = get_pipeline(name)(**coerce_params(name, params))
     return Path(task.output.path)
 
 

@@ -7,9 +7,8 @@ import inspect
 from dataclasses import dataclass
 
 from visioncompress.config import (
-    BenchmarkConfig, DataConfig, DistillConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig, PruneConfig, PublishConfig, TorchPTQConfig,
-    TrainConfig,
-    validate_params,
+    BenchmarkConfig, DataConfig, DistillConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig, OpenVinoQATConfig,
+    PruneConfig, PublishConfig, TorchPTQConfig, TorchQATConfig, TrainConfig, validate_params,
 )
 from visioncompress.errors import ConfigError
 
@@ -25,8 +24,13 @@ class PipelineEntry:
 PIPELINES = {
     "compare": PipelineEntry("pipelines.compare:compare",
                              _COMMON + (TorchPTQConfig, OnnxPTQConfig, OpenVinoPTQConfig)),
+    "compare_all": PipelineEntry("pipelines.compare_all:compare_all",
+                                 _COMMON + (TorchPTQConfig, OnnxPTQConfig, OpenVinoPTQConfig, TorchQATConfig,
+                                            OpenVinoQATConfig, DistillConfig, PruneConfig)),
     "distill": PipelineEntry("pipelines.distill:distill", _COMMON + (DistillConfig,)),
     "prune": PipelineEntry("pipelines.prune:prune", _COMMON + (PruneConfig,)),
+    "qat_torch": PipelineEntry("pipelines.qat_torch:qat_torch", _COMMON + (TorchQATConfig,)),
+    "qat_openvino": PipelineEntry("pipelines.qat_openvino:qat_openvino", _COMMON + (OpenVinoQATConfig,)),
     "ptq_torch": PipelineEntry("pipelines.ptq_torch:ptq_torch", _COMMON + (TorchPTQConfig,)),
     "ptq_onnx": PipelineEntry("pipelines.ptq_onnx:ptq_onnx", _COMMON + (OnnxPTQConfig,)),
     "ptq_openvino": PipelineEntry("pipelines.ptq_openvino:ptq_openvino", _COMMON + (OpenVinoPTQConfig,)),
@@ -59,3 +63,11 @@ def validate_pipeline_params(name: str, params: dict) -> dict:
     merged = {**defaults, **params}
     validate_params(merged, PIPELINES[name].configs + (BenchmarkConfig,), accepted=defaults)
     return merged
+
+
+def coerce_params(name: str, params: dict) -> dict:
+    """Integers given for float parameters become floats (KFP checks types strictly)."""
+    func = get_pipeline(name).pipeline_func
+    annotations = {p.name: p.annotation for p in inspect.signature(func).parameters.values()}
+    return {k: float(v) if annotations.get(k) is float and isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in params.items()}

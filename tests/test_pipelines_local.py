@@ -31,3 +31,15 @@ def test_prune_pipeline(tmp_path):
     fp32 = next(r for r in rows if r["variant"] == "fp32" and r["batch_size"] == 1)
     pruned = next(r for r in rows if r["variant"] == "pruned" and r["batch_size"] == 1)
     assert pruned["size_mb"] < 0.6 * fp32["size_mb"]
+
+
+@pytest.mark.slow
+def test_compare_all_pipeline(tmp_path):
+    report = run_local("compare_all", {**TINY, "MODEL": "resnet18", "EPOCHS": 1, "TEMPERATURE": 4,
+                                       "TRANSFORMER": False}, tmp_path)
+    rows = _rows(report)
+    assert {(r["variant"], r["backend"]) for r in rows} >= {
+        ("int8", "torch"), ("int8", "onnxruntime"), ("int8", "openvino"), ("qat-int8", "torch"),
+        ("qat-int8", "openvino"), ("distilled", "torch"), ("pruned", "torch")}
+    text = report.read_text()
+    assert "| qat-int8 | openvino |" in text and "| pruned | torch |" in text

@@ -320,12 +320,12 @@ def cmd_run(args) -> int:
     if conn is None:
         return _run_local(pipeline, params, args.root)
     client = _client(conn)
-    from pipelines.registry import get_pipeline
+    from pipelines.registry import coerce_params, get_pipeline
 
     run_name = f"{args.run_name or pipeline}-{_stamp()}"
     with _kfp_errors(conn):
         result = client.create_run_from_pipeline_func(
-            get_pipeline(pipeline), arguments=params, run_name=run_name, experiment_name=args.experiment,
+            get_pipeline(pipeline), arguments=coerce_params(pipeline, params), run_name=run_name, experiment_name=args.experiment,
             namespace=conn.namespace, enable_caching=args.cache)
     print(f"submitted {run_name}: {conn.ui}/#/runs/details/{result.run_id}")
     return 0

@@ -7,10 +7,11 @@ from visioncompress.config.data import DataConfig
 from visioncompress.config.distill import DistillConfig
 from visioncompress.config.prune import PruneConfig
 from visioncompress.config.publish import PublishConfig
+from visioncompress.config.qat import OpenVinoQATConfig, TorchQATConfig
 from visioncompress.config.quantize import OnnxPTQConfig, OpenVinoPTQConfig, TorchPTQConfig
 from visioncompress.config.train import ModelConfig, TrainConfig
 
 __all__ = [
-    "BenchmarkConfig", "DataConfig", "DistillConfig", "PruneConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig", "PublishConfig",
-    "TorchPTQConfig", "TrainConfig", "from_spec", "spec_names", "to_spec", "validate_params",
+    "BenchmarkConfig", "DataConfig", "DistillConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig",
+    "OpenVinoQATConfig", "PruneConfig", "PublishConfig", "TorchPTQConfig", "TorchQATConfig", "TrainConfig", "from_spec", "spec_names", "to_spec", "validate_params",
 ]

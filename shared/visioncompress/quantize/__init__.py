@@ -3,6 +3,11 @@
     quantize(model_dir, dataset_dir, output_dir, TorchPTQConfig(...))     -> TorchScript INT8
     quantize(model_dir, dataset_dir, output_dir, OnnxPTQConfig(...))      -> .onnx QDQ/QOperator
     quantize(model_dir, dataset_dir, output_dir, OpenVinoPTQConfig(...))  -> .xml/.bin INT8
+
+Quantization-aware training dispatches the same way:
+
+    quantize_aware(model_dir, dataset_dir, output_dir, TorchQATConfig(...), TrainConfig(...))
+    quantize_aware(model_dir, dataset_dir, output_dir, OpenVinoQATConfig(...), TrainConfig(...))
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import os
 
 from visioncompress.artifacts import ModelMetadata
-from visioncompress.config import OnnxPTQConfig, OpenVinoPTQConfig, TorchPTQConfig
+from visioncompress.config import (
+    OnnxPTQConfig, OpenVinoPTQConfig, OpenVinoQATConfig, TorchPTQConfig, TorchQATConfig, TrainConfig,
+)
 
 
 def quantize(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
@@ -26,4 +33,16 @@ def quantize(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, outpu
     return backend(model_dir, dataset_dir, output_dir, config)
 
 
-__all__ = ["quantize"]
+def quantize_aware(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
+                   config: TorchQATConfig | OpenVinoQATConfig, train_config: TrainConfig, *,
+                   checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
+    if isinstance(config, TorchQATConfig):
+        from visioncompress.quantize.qat_torch import qat_torch as backend
+    elif isinstance(config, OpenVinoQATConfig):
+        from visioncompress.quantize.qat_openvino import qat_openvino as backend
+    else:
+        raise TypeError(f"no QAT backend takes a {type(config).__name__}")
+    return backend(model_dir, dataset_dir, output_dir, config, train_config, checkpoint_dir=checkpoint_dir)
+
+
+__all__ = ["quantize", "quantize_aware"]
