@@ -1,6 +1,7 @@
 """Compare everything: fine-tune once, then every CPU compression side by side in one report.
 
-PTQ for PyTorch, ONNX Runtime and OpenVINO; QAT for PyTorch and OpenVINO; distillation of STUDENT_MODEL
+PTQ for PyTorch, ONNX Runtime, OpenVINO and TensorRT (GPU node; skipped with a notice in local runs
+without CUDA); QAT for PyTorch and OpenVINO; distillation of STUDENT_MODEL
 from the fine-tuned model; structured pruning of the fine-tuned model.
 """
 
@@ -15,6 +16,7 @@ from components.quantize_onnx.component import quantize_onnx
 from components.quantize_openvino.component import quantize_openvino
 from components.quantize_torch.component import quantize_torch
 from pipelines._steps import measure, prepare_data_and_model, summarize
+from pipelines._tensorrt_steps import tensorrt_steps
 from pipelines.placement import on_cpu
 
 
@@ -49,6 +51,13 @@ def compare_all(
     GROUP_IMPORTANCE: str = "GroupNormImportance",
     TARGET_PRUNE_RATE: float = 0.5,
     SEED: int = 43,
+    FP16_FALLBACK: bool = True,
+    DYNAMIC_BATCH: bool = False,
+    MAX_BATCH_SIZE: int = 32,
+    WORKSPACE_MB: int = 1024,
+    CALIBRATION_BATCH_SIZE: int = 32,
+    CALIBRATION_METHOD: str = "MinMax",
+    TENSORRT_OPTIONAL: bool = False,
     MODEL: str = "resnet18",
     CUSTOM_MODEL_PATH: str = "",
     DATASET_SOURCE: str = "fashion-mnist",
@@ -83,6 +92,10 @@ def compare_all(
                           TARGET_PRUNE_RATE=TARGET_PRUNE_RATE, TRAINING=TRAINING,
                           FINETUNE_EPOCHS=FINETUNE_EPOCHS, LEARNING_RATE=LEARNING_RATE, OPTIMIZER=OPTIMIZER,
                           BATCH_SIZE=BATCH_SIZE, SEED=SEED)).set_display_name("prune")
+    _, trt_engine, trt_results = tensorrt_steps(
+        fp32, data, BATCH_SIZE=BATCH_SIZE, FP16_FALLBACK=FP16_FALLBACK, DYNAMIC_BATCH=DYNAMIC_BATCH,
+        MAX_BATCH_SIZE=MAX_BATCH_SIZE, WORKSPACE_MB=WORKSPACE_MB, CALIBRATION_BATCH_SIZE=CALIBRATION_BATCH_SIZE,
+        CALIBRATION_METHOD=CALIBRATION_METHOD, TENSORRT_OPTIONAL=TENSORRT_OPTIONAL)
     outputs = {
         "torch_ptq": torch_q.outputs["quantized_model"], "onnx_ptq": onnx_q.outputs["quantized_model"],
         "openvino_ptq": openvino_q.outputs["quantized_model"], "torch_qat": qat_t.outputs["quantized_model"],
@@ -92,6 +105,8 @@ def compare_all(
     variants = {"torch_qat": "qat-int8", "openvino_qat": "qat-int8", "distilled": "distilled", "pruned": "pruned"}
     results = {name: measure(output, data, BATCH_SIZE=BATCH_SIZE, name=name.replace("_", " "),
                              variant=variants.get(name, "")) for name, output in outputs.items()}
+    results["tensorrt_ptq"] = trt_results
+    outputs["tensorrt_ptq"] = trt_engine.outputs["engine"]
     results["fp32"] = measure(fp32, data, BATCH_SIZE=BATCH_SIZE, name="FP32",
                               fp32_runtimes=["torch", "onnxruntime", "openvino"])
     return summarize(locals(), results, outputs, title="Every CPU compression compared")

@@ -36,9 +36,11 @@ def run_local(name: str, params: dict, root: str | Path) -> Path:
     """Validate, then run pipeline ``name`` locally; returns the report's path."""
     from kfp import local
 
-    from pipelines.registry import coerce_params, get_pipeline, validate_pipeline_params
+    from pipelines._tensorrt_steps import local_run_params
+    from pipelines.registry import coerce_params, get_pipeline, pipeline_parameters, validate_pipeline_params
 
     validate_pipeline_params(name, params)  # fails before any work on a bad parameter
+    params = local_run_params(params, pipeline_parameters(name))  # no GPU here: skip TensorRT with a notice
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from visioncompress.config import (
     BenchmarkConfig, DataConfig, DistillConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig, OpenVinoQATConfig,
-    PruneConfig, PublishConfig, TorchPTQConfig, TorchQATConfig, TrainConfig, validate_params,
+    PruneConfig, PublishConfig, TensorRTConfig, TorchPTQConfig, TorchQATConfig, TrainConfig, validate_params,
 )
 from visioncompress.errors import ConfigError
 
@@ -26,11 +26,12 @@ PIPELINES = {
                              _COMMON + (TorchPTQConfig, OnnxPTQConfig, OpenVinoPTQConfig)),
     "compare_all": PipelineEntry("pipelines.compare_all:compare_all",
                                  _COMMON + (TorchPTQConfig, OnnxPTQConfig, OpenVinoPTQConfig, TorchQATConfig,
-                                            OpenVinoQATConfig, DistillConfig, PruneConfig)),
+                                            OpenVinoQATConfig, DistillConfig, PruneConfig, TensorRTConfig)),
     "distill": PipelineEntry("pipelines.distill:distill", _COMMON + (DistillConfig,)),
     "prune": PipelineEntry("pipelines.prune:prune", _COMMON + (PruneConfig,)),
     "qat_torch": PipelineEntry("pipelines.qat_torch:qat_torch", _COMMON + (TorchQATConfig,)),
     "qat_openvino": PipelineEntry("pipelines.qat_openvino:qat_openvino", _COMMON + (OpenVinoQATConfig,)),
+    "ptq_tensorrt": PipelineEntry("pipelines.ptq_tensorrt:ptq_tensorrt", _COMMON + (TensorRTConfig,)),
     "ptq_torch": PipelineEntry("pipelines.ptq_torch:ptq_torch", _COMMON + (TorchPTQConfig,)),
     "ptq_onnx": PipelineEntry("pipelines.ptq_onnx:ptq_onnx", _COMMON + (OnnxPTQConfig,)),
     "ptq_openvino": PipelineEntry("pipelines.ptq_openvino:ptq_openvino", _COMMON + (OpenVinoPTQConfig,)),

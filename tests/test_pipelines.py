@@ -39,15 +39,27 @@ def test_compiled_yaml_is_valid_and_on_cpu_nodes(name):
     json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())  # unknown fields or wrong types raise
     executors = spec["deploymentSpec"]["executors"]
     placed = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    key, value = load_settings().cpu_node_selector
+    settings = load_settings()
     assert set(placed) == set(executors)
-    for executor, settings in placed.items():
-        assert settings["nodeSelector"]["labels"] == {key: value}, executor
-    for executor in executors.values():
-        resources = executor["container"]["resources"]
+    for executor_name, executor in executors.items():
+        container, resources = executor["container"], executor["container"]["resources"]
         assert resources["cpuRequest"] > 0 and resources["memoryRequest"] > 0
-        assert "accelerator" not in resources
-        assert executor["container"]["image"] == load_settings().image_cpu
+        if "accelerator" in resources:  # TensorRT engine build and GPU benchmark
+            assert resources["accelerator"]["resourceType"] == settings.gpu_accelerator
+            assert container["image"] == settings.image_gpu
+            assert placed[executor_name]["nodeSelector"]["labels"] == dict([settings.gpu_node_selector])
+            assert placed[executor_name]["tolerations"][0]["key"] == settings.gpu_toleration.key
+        else:
+            assert container["image"] == settings.image_cpu
+            assert placed[executor_name]["nodeSelector"]["labels"] == dict([settings.cpu_node_selector])
+
+
+def test_tensorrt_steps_are_on_gpu_nodes():
+    spec, _ = _docs(COMPILED_DIR / "ptq_tensorrt.yaml")
+    executors = spec["deploymentSpec"]["executors"]
+    on_gpu = {name for name, e in executors.items() if "accelerator" in e["container"]["resources"]}
+    assert on_gpu == {"exec-build-tensorrt-engine", "exec-benchmark-gpu"}
+    assert "exec-qdq-onnx" in executors
 
 
 def test_spec_defaults_in_compiled_parameters():

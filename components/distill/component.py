@@ -32,19 +32,15 @@ def distill(
     SEED: int = 43,
 ):
     """Knowledge distillation: trains the student (MODEL) on labels and the teacher's softened logits."""
-    from visioncompress.config import ModelConfig, TrainConfig
+    from visioncompress.config import ModelConfig, TrainConfig, config_from
     from visioncompress.config.distill import DistillConfig
     from visioncompress.distill import distill as run_distill
     from visioncompress.kfp_io import describe_model, log_metrics, stage
 
     with stage("distill"):
-        student = ModelConfig(model=MODEL, pretrained=PRETRAINED, custom_model_path=CUSTOM_MODEL_PATH)
-        train_config = TrainConfig(training=TRAINING, validate=VALIDATE, validation_interval=VALIDATION_INTERVAL,
-                                   criterion=CRITERION, learning_rate=LEARNING_RATE, finetune_epochs=FINETUNE_EPOCHS,
-                                   optimizer=OPTIMIZER, batch_size=BATCH_SIZE, seed=SEED)
-        config = DistillConfig(teacher_model=TEACHER_MODEL, custom_teacher_path=CUSTOM_TEACHER_PATH, method=METHOD,
-                               epochs=EPOCHS, lr=LR, lambda_=LAMBDA, temperature=TEMPERATURE, seed=SEED,
-                               weight_decay=WEIGHT_DECAY)
+        student = config_from(ModelConfig, locals())
+        train_config = config_from(TrainConfig, locals())
+        config = config_from(DistillConfig, locals())
         result = run_distill(dataset.path, distilled_model.path, student, train_config, config,
                              teacher_dir=teacher.path if teacher is not None else None,
                              checkpoint_dir=distilled_model.path + ".checkpoints")

@@ -23,19 +23,14 @@ def finetune(
     SEED: int = 43,
 ):
     """Build (or load) a classifier and optionally fine-tune it; writes the FP32 model artifact."""
-    from visioncompress.config import ModelConfig, TrainConfig
-    from visioncompress.kfp_io import describe_model, log_metrics, stage
+    from visioncompress.config import ModelConfig, TrainConfig, config_from
+    from visioncompress.kfp_io import describe_model, log_training, stage
     from visioncompress.train import finetune as run_finetune
 
     with stage("finetune"):
-        model_config = ModelConfig(model=MODEL, pretrained=PRETRAINED, custom_model_path=CUSTOM_MODEL_PATH)
-        train_config = TrainConfig(training=TRAINING, validate=VALIDATE, validation_interval=VALIDATION_INTERVAL,
-                                   criterion=CRITERION, learning_rate=LEARNING_RATE,
-                                   finetune_epochs=FINETUNE_EPOCHS, optimizer=OPTIMIZER, batch_size=BATCH_SIZE,
-                                   seed=SEED)
+        model_config = config_from(ModelConfig, locals())
+        train_config = config_from(TrainConfig, locals())
         result = run_finetune(dataset.path, model.path, model_config, train_config,
                               checkpoint_dir=model.path + ".checkpoints")
         describe_model(model, result)
-        for row in result.metrics.get("history", []):
-            log_metrics(metrics, {f"epoch{row['epoch']}-{k}": v for k, v in row.items() if k != "epoch"})
-        log_metrics(metrics, {"val_top1": result.metrics.get("val_top1")})
+        log_training(metrics, result.metrics)

@@ -28,19 +28,14 @@ def prune(
     SEED: int = 43,
 ):
     """Structured pruning (torch-pruning) of the FP32 model, then optional fine-tuning; loads with torch.load."""
-    from visioncompress.config import TrainConfig
+    from visioncompress.config import TrainConfig, config_from
     from visioncompress.config.prune import PruneConfig
     from visioncompress.kfp_io import describe_model, log_metrics, stage
     from visioncompress.prune import prune as run_prune
 
     with stage("prune"):
-        config = PruneConfig(pruner_name=PRUNER_NAME, group_importance=GROUP_IMPORTANCE,
-                             target_prune_rate=TARGET_PRUNE_RATE, bottleneck=BOTTLENECK,
-                             prune_num_heads=PRUNE_NUM_HEADS, iterative_steps=ITERATIVE_STEPS,
-                             sparsity_epochs=SPARSITY_EPOCHS)
-        train_config = TrainConfig(training=TRAINING, validate=VALIDATE, validation_interval=VALIDATION_INTERVAL,
-                                   criterion=CRITERION, learning_rate=LEARNING_RATE, finetune_epochs=FINETUNE_EPOCHS,
-                                   optimizer=OPTIMIZER, batch_size=BATCH_SIZE, seed=SEED)
+        config = config_from(PruneConfig, locals())
+        train_config = config_from(TrainConfig, locals())
         result = run_prune(model.path, dataset.path, pruned_model.path, config, train_config,
                            checkpoint_dir=pruned_model.path + ".checkpoints")
         describe_model(pruned_model, result)

@@ -22,19 +22,15 @@ def qat_openvino(
     SEED: int = 43,
 ):
     """OpenVINO INT8 via NNCF quantization-aware training; the output loads with openvino.Core().read_model."""
-    from visioncompress.config import TrainConfig
+    from visioncompress.config import TrainConfig, config_from
     from visioncompress.config.qat import OpenVinoQATConfig
-    from visioncompress.kfp_io import describe_model, log_metrics, stage
+    from visioncompress.kfp_io import describe_model, log_training, stage
     from visioncompress.quantize.qat_openvino import qat_openvino as run_qat
 
     with stage("qat_openvino"):
-        config = OpenVinoQATConfig(qat_epochs=QAT_EPOCHS, qat_learning_rate=QAT_LEARNING_RATE, batch_size=BATCH_SIZE,
-                                   transformer=TRANSFORMER, subset_size=SUBSET_SIZE)
-        train_config = TrainConfig(validate=VALIDATE, validation_interval=VALIDATION_INTERVAL, criterion=CRITERION,
-                                   optimizer=OPTIMIZER, batch_size=BATCH_SIZE, seed=SEED)
+        config = config_from(OpenVinoQATConfig, locals())
+        train_config = config_from(TrainConfig, locals())
         result = run_qat(model.path, dataset.path, quantized_model.path, config, train_config,
                          checkpoint_dir=quantized_model.path + ".checkpoints")
         describe_model(quantized_model, result)
-        for row in result.metrics.get("history", []):
-            log_metrics(metrics, {f"epoch{row['epoch']}-{k}": v for k, v in row.items() if k != "epoch"})
-        log_metrics(metrics, {"val_top1": result.metrics.get("val_top1")})
+        log_training(metrics, result.metrics)

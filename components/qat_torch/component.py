@@ -20,18 +20,15 @@ def qat_torch(
     SEED: int = 43,
 ):
     """PyTorch CPU quantization-aware training (FX, x86 engine); the INT8 output loads with torch.jit.load."""
-    from visioncompress.config import TrainConfig
+    from visioncompress.config import TrainConfig, config_from
     from visioncompress.config.qat import TorchQATConfig
-    from visioncompress.kfp_io import describe_model, log_metrics, stage
+    from visioncompress.kfp_io import describe_model, log_training, stage
     from visioncompress.quantize.qat_torch import qat_torch as run_qat
 
     with stage("qat_torch"):
-        config = TorchQATConfig(qat_epochs=QAT_EPOCHS, qat_learning_rate=QAT_LEARNING_RATE, batch_size=BATCH_SIZE)
-        train_config = TrainConfig(validate=VALIDATE, validation_interval=VALIDATION_INTERVAL, criterion=CRITERION,
-                                   optimizer=OPTIMIZER, batch_size=BATCH_SIZE, seed=SEED)
+        config = config_from(TorchQATConfig, locals())
+        train_config = config_from(TrainConfig, locals())
         result = run_qat(model.path, dataset.path, quantized_model.path, config, train_config,
                          checkpoint_dir=quantized_model.path + ".checkpoints")
         describe_model(quantized_model, result)
-        for row in result.metrics.get("history", []):
-            log_metrics(metrics, {f"epoch{row['epoch']}-{k}": v for k, v in row.items() if k != "epoch"})
-        log_metrics(metrics, {"val_top1": result.metrics.get("val_top1")})
+        log_training(metrics, result.metrics)

@@ -51,3 +51,10 @@ def log_metrics(artifact: Any, scalars: dict[str, float]) -> None:
 def write_json(artifact: Any, data: Any) -> None:
     Path(artifact.path).parent.mkdir(parents=True, exist_ok=True)
     Path(artifact.path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def log_training(artifact: Any, metrics: dict) -> None:
+    """Per-epoch rows and the best validation top-1 of a training stage, as KFP metrics."""
+    for row in metrics.get("history", []):
+        log_metrics(artifact, {f"epoch{row['epoch']}-{k}": v for k, v in row.items() if k != "epoch"})
+    log_metrics(artifact, {k: v for k, v in metrics.items() if k != "history"})

@@ -1,6 +1,6 @@
 """Typed stage configurations: the spec's parameters and defaults, validated once at the edge."""
 
-from visioncompress.config._fields import from_spec, spec_names, to_spec
+from visioncompress.config._fields import config_from, from_spec, spec_names, to_spec
 from visioncompress.config.validate import validate_params
 from visioncompress.config.benchmark import BenchmarkConfig
 from visioncompress.config.data import DataConfig
@@ -9,9 +9,10 @@ from visioncompress.config.prune import PruneConfig
 from visioncompress.config.publish import PublishConfig
 from visioncompress.config.qat import OpenVinoQATConfig, TorchQATConfig
 from visioncompress.config.quantize import OnnxPTQConfig, OpenVinoPTQConfig, TorchPTQConfig
+from visioncompress.config.tensorrt import TensorRTConfig
 from visioncompress.config.train import ModelConfig, TrainConfig
 
 __all__ = [
     "BenchmarkConfig", "DataConfig", "DistillConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig",
-    "OpenVinoQATConfig", "PruneConfig", "PublishConfig", "TorchPTQConfig", "TorchQATConfig", "TrainConfig", "from_spec", "spec_names", "to_spec", "validate_params",
+    "OpenVinoQATConfig", "PruneConfig", "PublishConfig", "TensorRTConfig", "TorchPTQConfig", "TorchQATConfig", "TrainConfig", "config_from", "from_spec", "spec_names", "to_spec", "validate_params",
 ]

@@ -45,6 +45,16 @@ def from_spec(cls: type[C], params: Mapping[str, Any]) -> C:
     return cls(**kwargs)
 
 
+def config_from(cls: type[C], params: Mapping[str, Any]) -> C:
+    """Build ``cls`` from the entries of ``params`` named as in the spec (components pass ``locals()``).
+
+    Only spec names count here, so a component's artifact arguments (``model``, ``dataset``) never
+    land in a config field of the same name.
+    """
+    by_spec = {f.metadata["spec"]: f.name for f in dataclasses.fields(cls) if "spec" in f.metadata}
+    return cls(**{by_spec[k]: v for k, v in params.items() if k in by_spec})
+
+
 def to_spec(config: Any) -> dict[str, Any]:
     """The config as spec-named parameters (what the metadata and reports record)."""
     return {

@@ -3,6 +3,7 @@
     quantize(model_dir, dataset_dir, output_dir, TorchPTQConfig(...))     -> TorchScript INT8
     quantize(model_dir, dataset_dir, output_dir, OnnxPTQConfig(...))      -> .onnx QDQ/QOperator
     quantize(model_dir, dataset_dir, output_dir, OpenVinoPTQConfig(...))  -> .xml/.bin INT8
+    quantize(model_dir, dataset_dir, output_dir, TensorRTConfig(...))     -> QDQ .onnx for TensorRT
 
 Quantization-aware training dispatches the same way:
 
@@ -16,18 +17,22 @@ import os
 
 from visioncompress.artifacts import ModelMetadata
 from visioncompress.config import (
-    OnnxPTQConfig, OpenVinoPTQConfig, OpenVinoQATConfig, TorchPTQConfig, TorchQATConfig, TrainConfig,
+    OnnxPTQConfig, OpenVinoPTQConfig, OpenVinoQATConfig, TensorRTConfig, TorchPTQConfig, TorchQATConfig,
+    TrainConfig,
 )
 
 
 def quantize(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
-             config: TorchPTQConfig | OnnxPTQConfig | OpenVinoPTQConfig) -> ModelMetadata:
+             config: TorchPTQConfig | OnnxPTQConfig | OpenVinoPTQConfig | TensorRTConfig) -> ModelMetadata:
     if isinstance(config, TorchPTQConfig):
         from visioncompress.quantize.torch import quantize_torch as backend
     elif isinstance(config, OnnxPTQConfig):
         from visioncompress.quantize.onnx import quantize_onnx as backend
     elif isinstance(config, OpenVinoPTQConfig):
         from visioncompress.quantize.openvino import quantize_openvino as backend
+    elif isinstance(config, TensorRTConfig):
+        # CPU half (calibrated symmetric QDQ ONNX); the engine is built on a GPU node by quantize.tensorrt.build_engine.
+        from visioncompress.quantize.tensorrt import make_qdq_onnx as backend
     else:
         raise TypeError(f"no quantization backend takes a {type(config).__name__}")
     return backend(model_dir, dataset_dir, output_dir, config)
