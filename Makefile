@@ -10,7 +10,7 @@ export PYTHONPATH := $(CURDIR)
 export NNCF_EXTENSION_LOAD_TIMEOUT ?= 600
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup demo test test-slow bench compile lint clean
+.PHONY: setup demo test test-slow bench compile images clean
 
 setup: $(STAMP) $(FASHION_MNIST)
 
@@ -41,6 +41,14 @@ bench: setup
 
 compile: setup
 	$(PY) -m pipelines.compile
+
+# Real users build from the public bases; pass BASE_IMAGE_CPU / BASE_IMAGE_GPU to use others.
+IMAGE_TAG ?= 0.1.0
+images:
+	docker build -f images/cpu/Dockerfile -t visioncompress-cpu:$(IMAGE_TAG) \
+	  $(if $(BASE_IMAGE_CPU),--build-arg BASE_IMAGE=$(BASE_IMAGE_CPU)) .
+	docker build -f images/gpu/Dockerfile -t visioncompress-gpu:$(IMAGE_TAG) \
+	  $(if $(BASE_IMAGE_GPU),--build-arg BASE_IMAGE=$(BASE_IMAGE_GPU)) .
 
 clean:
 	rm -rf runs .cache bench/artifacts
