@@ -41,7 +41,7 @@ def compare_all(
     TRANSFORMER: bool = True,
     QAT_EPOCHS: int = 1,
     QAT_LEARNING_RATE: float = 0.0001,
-    STUDENT_MODEL: str = "mobilenet_v3_small",
+    STUDENT_MODEL: str = "mobilenet_v2",
     EPOCHS: int = 20,
     LR: float = 0.01,
     LAMBDA: float = 0.5,
