@@ -20,7 +20,7 @@ def _docs(path):
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory, monkeypatch_module=None):
+def fresh(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled")
     compile_pipelines(output_dir=out)
     return out

@@ -43,7 +43,7 @@ def _weight_only(model):
                                                   dtype=torch.qint8)
 
 
-def _fusion(model, example):
+def _fusion(model):
     from torch.ao.quantization.quantize_fx import fuse_fx
 
     return fuse_fx(model)
@@ -63,7 +63,7 @@ def quantize_torch(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
     elif config.choice == "weight":
         quantized = _weight_only(model)
     else:
-        quantized = _fusion(model, example)
+        quantized = _fusion(model)
     with torch.inference_mode():
         scripted = torch.jit.trace(quantized, example, check_trace=False)
         scripted = torch.jit.freeze(scripted.eval())
