@@ -3,8 +3,9 @@
 Fashion-MNIST at 32x32, resnet18 fine-tuned by our own stage. PTQ: each INT8 backend against FP32 in the
 same runtime at batch 1 and 32. QAT: torch and OpenVINO INT8 after one QAT epoch. Distillation: a small
 student trained with the resnet18 teacher against the same student trained alone for the same epochs.
-Pruning: resnet18 at 50% fewer parameters, fine-tuned for 2 epochs on the full training split. Artifacts are kept under bench/artifacts/
-(reused unless --fresh); `--only ptq` skips the training-based rows.
+Pruning: resnet18 at 50% fewer parameters, fine-tuned for 2 epochs on the full training split. Detection rows
+(bench/detection.py) go to results_detection.json. Artifacts are kept under bench/artifacts/ (reused unless
+--fresh); `--only ptq` skips the training-based rows, `--only detection` runs the detection rows alone.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _ensure(path: Path, build) -> Path:
     return path
 
 
-def run(artifacts: Path, fresh: bool) -> list[dict]:
+def run(artifacts: Path, fresh: bool = False) -> list[dict]:
     if fresh:
         shutil.rmtree(artifacts, ignore_errors=True)
     dataset = _ensure(artifacts / "dataset", lambda p: prepare_dataset(DATA, p))
@@ -102,19 +103,31 @@ def main(argv=None) -> None:
     parser.add_argument("--artifacts", type=Path, default=HERE / "artifacts")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--fresh", action="store_true", help="rebuild every artifact")
-    parser.add_argument("--only", choices=["all", "ptq"], default="all", help="which rows to measure")
+    parser.add_argument("--only", choices=["all", "ptq", "detection"], default="all", help="which rows to measure")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    rows = run(args.artifacts, args.fresh)
-    if args.only == "all":
-        rows += run_training_based(args.artifacts)
-    for row in rows:
-        row["machine"] = machine_description()
-    args.output.write_text(json.dumps(compare(rows), indent=2) + "\n")
-    build_report(rows, args.output.with_suffix(".md"), title="visioncompress make bench")
-    print("\n" + text_table(rows))
+    if args.fresh:
+        shutil.rmtree(args.artifacts, ignore_errors=True)
+    outputs = []
+    if args.only != "detection":
+        rows = run(args.artifacts, False)
+        if args.only == "all":
+            rows += run_training_based(args.artifacts)
+        outputs.append((rows, args.output, "visioncompress make bench"))
+    if args.only in ("all", "detection"):
+        from bench.detection import run_detection
+
+        detection_output = args.output.with_name(args.output.stem + "_detection.json")
+        outputs.append((run_detection(args.artifacts, _ensure), detection_output,
+                        "visioncompress make bench: detection"))
+    for rows, output, title in outputs:
+        for row in rows:
+            row["machine"] = machine_description()
+        output.write_text(json.dumps(compare(rows), indent=2) + "\n")
+        build_report(rows, output.with_suffix(".md"), title=title)
+        print("\n" + text_table(rows))
+        print(f"wrote {output} and {output.with_suffix('.md')}")
     print(f"\n{machine_description()}; {time.perf_counter() - started:.0f} s")
-    print(f"wrote {args.output} and {args.output.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

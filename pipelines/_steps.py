@@ -17,7 +17,7 @@ MODEL_PARAMS = ("MODEL", "PRETRAINED", "CUSTOM_MODEL_PATH", "TRAINING", "VALIDAT
 
 
 def pick(params: dict, names) -> dict:
-    return {k: params[k] for k in names}
+    return {k: params[k] for k in names if k in params}
 
 
 def prepare_data_and_model(params: dict):

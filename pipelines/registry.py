@@ -7,7 +7,7 @@ import inspect
 from dataclasses import dataclass
 
 from visioncompress.config import (
-    BenchmarkConfig, DataConfig, DistillConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig, OpenVinoQATConfig,
+    BenchmarkConfig, DataConfig, DistillConfig, GroupFisherConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig, OpenVinoQATConfig,
     PruneConfig, PublishConfig, TensorRTConfig, TorchPTQConfig, TorchQATConfig, TrainConfig, validate_params,
 )
 from visioncompress.errors import ConfigError
@@ -35,6 +35,11 @@ PIPELINES = {
     "ptq_torch": PipelineEntry("pipelines.ptq_torch:ptq_torch", _COMMON + (TorchPTQConfig,)),
     "ptq_onnx": PipelineEntry("pipelines.ptq_onnx:ptq_onnx", _COMMON + (OnnxPTQConfig,)),
     "ptq_openvino": PipelineEntry("pipelines.ptq_openvino:ptq_openvino", _COMMON + (OpenVinoPTQConfig,)),
+    "detect_ptq_onnx": PipelineEntry("pipelines.detect_ptq_onnx:detect_ptq_onnx", _COMMON + (OnnxPTQConfig,)),
+    "detect_qat_openvino": PipelineEntry("pipelines.detect_qat_openvino:detect_qat_openvino",
+                                         _COMMON + (OpenVinoQATConfig,)),
+    "detect_distill": PipelineEntry("pipelines.detect_distill:detect_distill", _COMMON + (DistillConfig,)),
+    "detect_prune": PipelineEntry("pipelines.detect_prune:detect_prune", _COMMON + (GroupFisherConfig,)),
 }
 
 
@@ -63,7 +68,35 @@ def validate_pipeline_params(name: str, params: dict) -> dict:
                               + (f" (did you mean {close[0]!r}?)" if close else ""))
     merged = {**defaults, **params}
     validate_params(merged, PIPELINES[name].configs + (BenchmarkConfig,), accepted=defaults)
+    check_task(name, merged)
     return merged
+
+
+def is_detection_pipeline(name: str) -> bool:
+    return name.startswith("detect_")
+
+
+def check_task(name: str, params: dict) -> None:
+    """Parameters that are valid alone but do not fit the pipeline's task or model family."""
+    from visioncompress.config.data import DETECTION_SOURCES
+    from visioncompress.detection.zoo import detection_model_names
+
+    detection = is_detection_pipeline(name)
+    source = params.get("DATASET_SOURCE")
+    if source is not None and (source in DETECTION_SOURCES) != detection:
+        raise ConfigError("DATASET_SOURCE", source, f"a {'detection' if detection else 'classification'} source for "
+                          f"pipeline {name!r}: " + (", ".join(DETECTION_SOURCES) if detection
+                                                    else "fashion-mnist, folder, torchvision"))
+    for key, path_key in (("MODEL", "CUSTOM_MODEL_PATH"), ("TEACHER_MODEL", "CUSTOM_TEACHER_PATH")):
+        model = params.get(key)
+        if model is None or params.get(path_key):
+            continue
+        if (model in detection_model_names()) != detection:
+            raise ConfigError(key, model, f"a {'detection' if detection else 'classification'} model for pipeline "
+                              f"{name!r}" + (": " + ", ".join(detection_model_names()) if detection else ""))
+    if detection and params.get("METHOD") == "pkd_yolo":
+        raise ConfigError("METHOD", "pkd_yolo", "pkd or cwd for torchvision detectors (pkd_yolo distils a YOLO-style "
+                          "neck and needs an MMYOLO model, the OpenMMLab family)")
 
 
 def coerce_params(name: str, params: dict) -> dict:

@@ -41,3 +41,22 @@ def fp32_model_dir(dataset_dir, tmp_path_factory) -> Path:
     finetune(dataset_dir, path, ModelConfig(model="resnet18"),
              TrainConfig(batch_size=64, finetune_epochs=1, learning_rate=0.002))
     return path
+
+
+@pytest.fixture(scope="session")
+def detection_dataset_dir(tmp_path_factory) -> Path:
+    """The offline detection set (Fashion-MNIST items on photographs) at 64x64: 160 train, 40 test images."""
+    path = tmp_path_factory.mktemp("detection-data") / "dataset"
+    prepare_dataset(DataConfig(source="fashion-mnist-detection", insize=64, max_train_samples=160,
+                               max_test_samples=40, calibration_samples=32, val_fraction=0.1), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def detection_model_dir(detection_dataset_dir, tmp_path_factory) -> Path:
+    """fcos_resnet18_fpn trained for two epochs by our own fine-tune stage (mAP is low; the tests compare
+    stages against it, not against a fixed number)."""
+    path = tmp_path_factory.mktemp("detection-models") / "fp32"
+    finetune(detection_dataset_dir, path, ModelConfig(model="fcos_resnet18_fpn"),
+             TrainConfig(batch_size=8, finetune_epochs=2, learning_rate=0.001))
+    return path

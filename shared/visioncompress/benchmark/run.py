@@ -77,6 +77,8 @@ def benchmark(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, conf
     """Measure one model artifact; an FP32 torch model can also be measured in ``fp32_runtimes``."""
     model_dir = Path(model_dir)
     metadata = read_model_metadata(model_dir)
+    if metadata.task == "detection":
+        return _benchmark_detector(model_dir, dataset_dir, config, variant, fp32_runtimes)
     dataset = load_dataset(dataset_dir)
     threads = default_threads(config.threads)
     label = variant or variant_name(metadata)
@@ -97,6 +99,25 @@ def benchmark(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, conf
                 rows += _rows(label, backend, converted, size, accuracy, n_images, timings, threads)
                 log.info("%s/%s: top-1 %.2f%%, p50 %s", label, backend, accuracy,
                          {b: t["p50_ms"] for b, t in timings.items()})
+    return rows
+
+
+def _benchmark_detector(model_dir: Path, dataset_dir, config: BenchmarkConfig, variant: str,
+                        fp32_runtimes) -> list[dict]:
+    from visioncompress.detection.benchmark import benchmark_detector, fp32_core_artifacts
+
+    metadata = read_model_metadata(model_dir)
+    rows = benchmark_detector(model_dir, dataset_dir, config, variant=variant)
+    extra = [r for r in fp32_runtimes if r != metadata.backend]
+    if extra and metadata.format == "torch-module" and metadata.params.get("detection_core") is None:
+        from visioncompress.detection.heads import family
+        from visioncompress.models import load_torch_module
+
+        if family(load_torch_module(model_dir)) == "two-stage":
+            return rows
+        with tempfile.TemporaryDirectory() as tmp:
+            for converted in fp32_core_artifacts(model_dir, extra, Path(tmp)):
+                rows += benchmark_detector(converted, dataset_dir, config, variant=variant or variant_name(metadata))
     return rows
 
 

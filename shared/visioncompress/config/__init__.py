@@ -4,6 +4,7 @@ from visioncompress.config._fields import config_from, from_spec, spec_names, to
 from visioncompress.config.validate import validate_params
 from visioncompress.config.benchmark import BenchmarkConfig
 from visioncompress.config.data import DataConfig
+from visioncompress.config.detection import GroupFisherConfig
 from visioncompress.config.distill import DistillConfig
 from visioncompress.config.prune import PruneConfig
 from visioncompress.config.publish import PublishConfig
@@ -13,6 +14,6 @@ from visioncompress.config.tensorrt import TensorRTConfig
 from visioncompress.config.train import ModelConfig, TrainConfig
 
 __all__ = [
-    "BenchmarkConfig", "DataConfig", "DistillConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig",
+    "BenchmarkConfig", "DataConfig", "DistillConfig", "GroupFisherConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig",
     "OpenVinoQATConfig", "PruneConfig", "PublishConfig", "TensorRTConfig", "TorchPTQConfig", "TorchQATConfig", "TrainConfig", "config_from", "from_spec", "spec_names", "to_spec", "validate_params",
 ]

@@ -18,8 +18,8 @@ class DistillConfig:
     custom_teacher_path: str = spec_field("", "CUSTOM_TEACHER_PATH",
                                           help="the teacher as a .pt/.pth (state_dict or whole module) or a model "
                                                "artifact dir; empty: TEACHER_MODEL built by name")
-    method: str = spec_field("pkd", "METHOD", help="detection distillation method (pkd, cwd, pkd_yolo); "
-                             "recorded but not used for classification")
+    method: str = spec_field("pkd", "METHOD", help="detection distillation method: pkd, cwd (torchvision and "
+                             "MMDetection detectors), pkd_yolo (MMYOLO); not used for classification")
     epochs: int = spec_field(20, "EPOCHS", help="distillation epochs")
     lr: float = spec_field(0.01, "LR", help="distillation learning rate")
     lambda_: float = spec_field(0.5, "LAMBDA", help="weight of cross entropy; 1 - LAMBDA weighs the KL term")
@@ -28,12 +28,15 @@ class DistillConfig:
     weight_decay: float = spec_field(0.0005, "WEIGHT_DECAY", help="weight decay during distillation")
 
     def __post_init__(self) -> None:
+        from visioncompress.detection.zoo import detection_model_names
         from visioncompress.models.zoo import classification_model_names
 
         self.custom_teacher_path = "" if self.custom_teacher_path is None else str(self.custom_teacher_path).strip()
-        if not self.custom_teacher_path and self.teacher_model not in classification_model_names():
+        known = (*classification_model_names(), *detection_model_names())
+        if not self.custom_teacher_path and self.teacher_model not in known:
             raise ConfigError("TEACHER_MODEL", self.teacher_model,
-                              "a torchvision classification model name (e.g. vgg16, resnet50, resnet18)")
+                              "a torchvision classification model name (e.g. vgg16, resnet50, resnet18) or a "
+                              "detection model (e.g. fcos_resnet50_fpn, retinanet_resnet50_fpn)")
         self.method = check_choice("METHOD", self.method, DISTILL_METHODS)
         self.epochs = check_int("EPOCHS", self.epochs, minimum=1)
         self.lr = check_float("LR", self.lr, low=0.0, low_open=True)

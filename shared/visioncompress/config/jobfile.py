@@ -56,7 +56,13 @@ ROUTES: tuple[Route, ...] = (
     Route("distill", ("KDTransfer", "Knowledge Distillation")),
     Route("prune", ("TorchPrune", "Structured Pruning", "Structured Pruning (Image Classification)")),
     Route("compare", ("compare",)),
+    Route("detect_ptq_onnx", ("ONNXQuant", "ONNXPTQ", "CPU Post Training Quantization - ONNX"), task="object_detection"),
+    Route("detect_qat_openvino", ("NNCFQAT", "CPU Quantization Aware Training - OpenVino"), task="object_detection"),
+    Route("detect_distill", ("KDTransfer", "MMRazorDistill", "Knowledge Distillation"), task="object_detection"),
+    Route("detect_prune", ("MMRazorPrune", "Structured Pruning", "Structured Pruning (Object Detection)"),
+          task="object_detection"),
 )
+TASK_ALIASES = {"detection": "object_detection", "classification": "image_classification"}
 
 ROUTING_KEYS = ("ALGORITHM", "ALGO_TYPE", "TASK")
 
@@ -134,6 +140,7 @@ def _route(job: Mapping[str, Any], available: Iterable[str]) -> tuple[str, Route
     if algorithm in available:
         return str(algorithm), None
     task = str(job.get("TASK") or "image_classification")
+    task = TASK_ALIASES.get(_norm(task), task)
     named = [r for r in ROUTES if _norm(algorithm) in {_norm(a) for a in r.algorithms} | {_norm(r.pipeline)}]
     if not named:
         names = sorted({a for r in ROUTES for a in r.algorithms} | set(available))
@@ -233,7 +240,11 @@ def _dataset_params(parameters: Mapping[str, Any], params: dict) -> None:
         return
     name = str(params.get("DATASET_NAME") or "").strip()
     path = str(params.get("DATASET_PATH") or "").strip()
-    if name and _norm(name) == "fashionmnist":
+    if parameters["DATASET_SOURCE"] == "fashion-mnist-detection":  # a detection pipeline
+        params.pop("DATASET_NAME", None)
+        if path:
+            params["DATASET_SOURCE"] = "coco"
+    elif name and _norm(name) == "fashionmnist":
         params["DATASET_SOURCE"] = "fashion-mnist"
         params.pop("DATASET_NAME", None)
     elif name and path and not _is_torchvision_dataset(name):

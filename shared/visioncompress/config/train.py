@@ -53,14 +53,16 @@ class ModelConfig:
                                         help="a torch.save'd model or state_dict (.pt/.pth), or a model artifact dir")
 
     def __post_init__(self) -> None:
+        from visioncompress.detection.zoo import detection_model_names
         from visioncompress.models.zoo import classification_model_names
 
         self.pretrained = check_bool("PRETRAINED", self.pretrained)
         if not self.custom_model_path:
             names = classification_model_names()
-            if self.model not in names:
+            if self.model not in names and self.model not in detection_model_names():
                 raise ConfigError("MODEL", self.model, "a torchvision classification model name, e.g. "
-                                  + ", ".join(n for n in names if n in {"resnet18", "mobilenet_v2", "vgg16", "vit_b_16"}))
+                                  + ", ".join(n for n in names if n in {"resnet18", "mobilenet_v2", "vgg16", "vit_b_16"})
+                                  + ", or a detection model: " + ", ".join(detection_model_names()))
 
 
 @dataclass

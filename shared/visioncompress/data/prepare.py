@@ -75,6 +75,10 @@ def _split(raw: RawSplits, config: DataConfig) -> dict[str, tuple[np.ndarray, np
 
 def prepare_dataset(config: DataConfig, output_dir: str | os.PathLike) -> DatasetManifest:
     """Read the configured source and write a dataset artifact to ``output_dir``."""
+    if config.task == "detection":
+        from visioncompress.detection.data import prepare_detection_dataset
+
+        return prepare_detection_dataset(config, output_dir)
     log.info("reading %s", config.source if config.source != "torchvision" else config.dataset_name)
     raw = _read(config)
     splits = _split(raw, config)

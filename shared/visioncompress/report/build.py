@@ -10,7 +10,7 @@ import platform
 from pathlib import Path
 
 from visioncompress.log import get_logger
-from visioncompress.report.tables import compare, markdown_table
+from visioncompress.report.tables import QUALITY_LABELS, compare, markdown_table, quality
 
 log = get_logger("report")
 
@@ -29,12 +29,12 @@ def plot_png(rows: list[dict]) -> bytes:
     for ax, batch_size in zip(axes[0], batch_sizes):
         for i, r in enumerate(r for r in rows if r["batch_size"] == batch_size):
             marker = "o" if r["variant"] == "fp32" else "s"
-            ax.scatter(r["p50_ms"], r["top1"], marker=marker, color=colours[r["backend"]])
-            ax.annotate(f"{r['variant']}/{r['backend']}", (r["p50_ms"], r["top1"]), fontsize=7,
+            ax.scatter(r["p50_ms"], r[quality(r)], marker=marker, color=colours[r["backend"]])
+            ax.annotate(f"{r['variant']}/{r['backend']}", (r["p50_ms"], r[quality(r)]), fontsize=7,
                         xytext=(4, 4 + 7 * (i % 3)), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(f"p50 latency (ms, log scale), batch {batch_size}")
-        ax.set_ylabel("top-1 (%)")
+        ax.set_ylabel(QUALITY_LABELS[quality(rows[0])])
         ax.grid(alpha=0.3)
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -62,8 +62,8 @@ def build_report(rows: list[dict], markdown_path: str | os.PathLike, json_path: 
     image = base64.b64encode(plot_png(rows)).decode() if rows else ""
     text = "\n".join([
         f"# {title}", "",
-        f"Measured on {machine_description()}. Speed-up and Δ top-1 are against FP32 in the same runtime "
-        "at the same batch size.", "", table, "",
+        f"Measured on {machine_description()}. Speed-up and the accuracy change (Δ) are against FP32 "
+        "in the same runtime at the same batch size.", "", table, "",
         f"![latency vs accuracy](data:image/png;base64,{image})" if image else "", "",
     ])
     Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,14 @@ def _key(row: dict) -> tuple:
     return row["backend"], row["batch_size"]
 
 
+def quality(row: dict) -> str:
+    """The accuracy figure a row carries: mAP for detection, top-1 for classification."""
+    return "mAP" if "mAP" in row else "top1"
+
+
+QUALITY_LABELS = {"mAP": "mAP %", "top1": "top-1 %"}
+
+
 def compare(rows: list[dict]) -> list[dict]:
     """Rows enriched with speed-up and top-1 change against FP32 in the same backend and batch size."""
     baselines = {_key(r): r for r in rows if r.get("variant") == "fp32"}
@@ -16,7 +24,8 @@ def compare(rows: list[dict]) -> list[dict]:
         enriched = dict(row)
         if base is not None:
             enriched["speedup"] = round(base["p50_ms"] / row["p50_ms"], 2) if row["p50_ms"] else None
-            enriched["top1_delta"] = round(row["top1"] - base["top1"], 3)
+            metric = quality(row)
+            enriched[f"{metric}_delta"] = round(row[metric] - base[metric], 3)
             enriched["size_ratio"] = round(base["size_mb"] / row["size_mb"], 2) if row["size_mb"] else None
         out.append(enriched)
     return sorted(out, key=lambda r: (r["batch_size"], r["backend"], r["variant"] != "fp32", r["variant"]))
@@ -27,20 +36,23 @@ def _fmt(value, pattern: str) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    header = ("| variant | backend | batch | p50 ms | p90 ms | img/s | top-1 % | Δ top-1 | speed-up | size MB |\n"
+    metric = quality(rows[0]) if rows else "top1"
+    label = QUALITY_LABELS[metric]
+    header = (f"| variant | backend | batch | p50 ms | p90 ms | img/s | {label} | Δ {label[:-2]} | speed-up | size MB |\n"
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [header]
     for r in compare(rows):
         lines.append(
             f"| {r['variant']} | {r['backend']} | {r['batch_size']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
-            f"{r['throughput_ips']:.0f} | {r['top1']:.2f} | {_fmt(r.get('top1_delta'), '{:+.2f}')} | "
+            f"{r['throughput_ips']:.0f} | {r[metric]:.2f} | {_fmt(r.get(f'{metric}_delta'), '{:+.2f}')} | "
             f"{_fmt(r.get('speedup'), '{:.2f}×')} | {r['size_mb']:.2f} |"
         )
     return "\n".join(lines)
 
 
 def text_table(rows: list[dict]) -> str:
-    cols = ["variant", "backend", "batch_size", "p50_ms", "p90_ms", "top1", "top1_delta", "speedup", "size_mb"]
+    metric = quality(rows[0]) if rows else "top1"
+    cols = ["variant", "backend", "batch_size", "p50_ms", "p90_ms", metric, f"{metric}_delta", "speedup", "size_mb"]
     data = [[str(r.get(c, "")) if r.get(c) is not None else "-" for c in cols] for r in compare(rows)]
     widths = [max(len(c), *(len(d[i]) for d in data)) if data else len(c) for i, c in enumerate(cols)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -52,7 +64,7 @@ def kfp_scalars(rows: list[dict]) -> dict[str, float]:
     scalars: dict[str, float] = {}
     for r in compare(rows):
         prefix = f"{r['variant']}-{r['backend']}"
-        scalars[f"{prefix}-top1"] = r["top1"]
+        scalars[f"{prefix}-{quality(r)}"] = r[quality(r)]
         scalars[f"{prefix}-size_mb"] = r["size_mb"]
         scalars[f"{prefix}-b{r['batch_size']}-p50_ms"] = r["p50_ms"]
         if r.get("speedup") is not None and r["variant"] != "fp32":

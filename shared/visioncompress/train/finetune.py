@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from visioncompress.artifacts import ModelMetadata
+from visioncompress.artifacts import ModelMetadata, read_dataset_manifest
 from visioncompress.config import ModelConfig, TrainConfig, to_spec
 from visioncompress.data import load_dataset
 from visioncompress.log import get_logger
@@ -26,6 +26,10 @@ def initial_model(model_config: ModelConfig, num_classes: int, input_size: int):
 def finetune(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, model_config: ModelConfig,
              train_config: TrainConfig, *, checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
     """Write the FP32 model artifact every compression stage starts from."""
+    if read_dataset_manifest(dataset_dir).task == "detection":
+        from visioncompress.detection.finetune import finetune_detector
+
+        return finetune_detector(dataset_dir, output_dir, model_config, train_config, checkpoint_dir=checkpoint_dir)
     dataset = load_dataset(dataset_dir)
     manifest = dataset.manifest
     model = initial_model(model_config, manifest.num_classes, manifest.input_size)

@@ -1,0 +1,51 @@
+"""Object detection: CPU Post Training Quantization - ONNX (the detector's core in INT8, post-processing
+outside the graph)."""
+
+from kfp import dsl
+from kfp.dsl import Markdown
+
+from components.quantize_onnx.component import quantize_onnx
+from pipelines._steps import measure, prepare_data_and_model, summarize
+from pipelines.placement import on_cpu
+
+
+@dsl.pipeline(name="visioncompress-detect-ptq-onnx",
+              description="Detection: prepare COCO data, fine-tune a detector, ONNX Runtime static INT8 PTQ, "
+                          "mAP and latency against FP32.")
+def detect_ptq_onnx(
+    insize: int = 128,
+    BATCH_SIZE: int = 8,
+    TRAINING: bool = True,
+    VALIDATE: bool = True,
+    VALIDATION_INTERVAL: int = 1,
+    LEARNING_RATE: float = 0.001,
+    FINETUNE_EPOCHS: int = 1,
+    OPTIMIZER: str = "Adam",
+    PRETRAINED: bool = False,
+    quant_format: str = "QuantFormat.QDQ",
+    per_channel: bool = False,
+    activation_type: str = "QuantType.QInt8",
+    weight_type: str = "QuantType.QInt8",
+    MODEL: str = "fcos_resnet18_fpn",
+    CUSTOM_MODEL_PATH: str = "",
+    DATASET_SOURCE: str = "fashion-mnist-detection",
+    DATASET_PATH: str = "",
+    MAX_TRAIN_SAMPLES: int = 0,
+    MAX_TEST_SAMPLES: int = 0,
+    CALIBRATION_SAMPLES: int = 128,
+    DESTINATION: str = "",
+    ACCURACY_BUDGET: float = 1.0,
+    RUN_DATE: str = "",
+) -> Markdown:
+    data, model = prepare_data_and_model(locals())
+    quantized = on_cpu(quantize_onnx(model=model.outputs["model"], dataset=data.outputs["dataset"],
+                                     quant_format=quant_format, per_channel=per_channel,
+                                     activation_type=activation_type, weight_type=weight_type,
+                                     BATCH_SIZE=BATCH_SIZE)).set_display_name("PTQ ONNX Runtime (detector core)")
+    results = dict(
+        fp32=measure(model.outputs["model"], data, BATCH_SIZE=BATCH_SIZE, name="FP32",
+                     fp32_runtimes=["onnxruntime"]),
+        onnx_ptq=measure(quantized.outputs["quantized_model"], data, BATCH_SIZE=BATCH_SIZE, name="ONNX INT8"),
+    )
+    return summarize(locals(), results, {"onnx_ptq": quantized.outputs["quantized_model"]},
+                     title="Detection PTQ - ONNX Runtime")

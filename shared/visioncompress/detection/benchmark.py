@@ -1,0 +1,87 @@
+"""Detection benchmark: mAP (pycocotools) on the test split, end-to-end latency, size."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from visioncompress.benchmark.measure import latency
+from visioncompress.benchmark.runners import default_threads
+from visioncompress.config import BenchmarkConfig
+from visioncompress.detection.data import DetectionData, load_detection_dataset
+from visioncompress.detection.metrics import coco_map
+from visioncompress.detection.runners import detection_runner
+from visioncompress.log import get_logger
+
+log = get_logger("detection.benchmark")
+
+
+def measure_map(runner, data: DetectionData, *, split: str = "test", batch_size: int = 16,
+                limit: int = 0) -> tuple[dict, int]:
+    detections = []
+    for images, _ in data.batches(split, batch_size, limit=limit):
+        detections.extend(runner.predict(images.numpy()))
+    truth = data.coco(split)
+    if limit:
+        truth = {**truth, "images": truth["images"][:limit],
+                 "annotations": [a for a in truth["annotations"] if a["image_id"] <= limit]}
+    return coco_map(truth, detections), len(detections)
+
+
+def _sample(data: DetectionData, batch_size: int) -> np.ndarray:
+    images, _ = data.split("test")
+    index = np.arange(batch_size) % len(images)
+    return np.ascontiguousarray(images[index].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+
+
+def benchmark_detector(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, config: BenchmarkConfig, *,
+                       variant: str = "", size_mb: float = 0.0) -> list[dict]:
+    from visioncompress.benchmark.run import _size_mb, variant_name
+
+    metadata, runner = detection_runner(model_dir, config.threads)
+    data = load_detection_dataset(dataset_dir)
+    label = variant or variant_name(metadata)
+    threads = default_threads(config.threads)
+    scores, n_images = measure_map(runner, data, limit=config.max_test_samples)
+    size = size_mb or _size_mb(Path(model_dir))
+    rows = []
+    for batch_size in config.batch_sizes:
+        timing = latency(runner, _sample(data, batch_size), warmup=config.warmup, iterations=config.iterations,
+                         time_budget_s=config.time_budget_s)
+        rows.append({"variant": label, "backend": metadata.backend, "format": metadata.format,
+                     "precision": metadata.precision, "stage": metadata.stage, "architecture": metadata.architecture,
+                     "task": "detection", "batch_size": batch_size, **timing, **scores, "test_images": n_images,
+                     "size_mb": size, "threads": threads})
+    log.info("%s/%s: mAP %.2f mAP50 %.2f, p50 %s", label, metadata.backend, scores["mAP"], scores["mAP50"],
+             {r["batch_size"]: r["p50_ms"] for r in rows})
+    return rows
+
+
+def fp32_core_artifacts(model_dir: Path, runtimes, workdir: Path):
+    """Yield FP32 copies of a torch detector's core in ONNX Runtime / OpenVINO, as artifact dirs."""
+    from visioncompress.artifacts import read_model_metadata, write_model_metadata
+    from visioncompress.detection.artifacts import core_metadata, save_decoder
+    from visioncompress.detection.onnx_ptq import export_core_onnx
+    from visioncompress.models import load_torch_module
+
+    metadata = read_model_metadata(model_dir)
+    detector = load_torch_module(model_dir)
+    for runtime in runtimes:
+        fmt = {"onnxruntime": "onnx", "openvino": "openvino-ir"}.get(runtime)
+        if fmt is None:
+            continue
+        directory = workdir / runtime
+        directory.mkdir()
+        converted = core_metadata(metadata, model_dir, detector, stage=metadata.stage, precision="fp32", fmt=fmt,
+                                  params=metadata.params)
+        onnx_path = export_core_onnx(detector, metadata.input_size, directory / "model.onnx")
+        if fmt == "openvino-ir":
+            import openvino as ov
+
+            ov.save_model(ov.convert_model(str(onnx_path)), str(directory / "model.xml"), compress_to_fp16=False)
+            onnx_path.unlink()
+        save_decoder(detector, directory)
+        write_model_metadata(directory, converted)
+        yield directory

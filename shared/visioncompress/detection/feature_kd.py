@@ -1,0 +1,58 @@
+"""Feature distillation losses for detectors, on matching FPN levels of teacher and student.
+
+PKD (Cao et al., 2022): each channel is standardised over batch and positions, so the loss is
+1 - Pearson correlation between teacher and student responses; magnitude differences between
+the two networks stop mattering. CWD (Shu et al., 2021): each channel becomes a distribution
+over positions (softmax with temperature tau) and the student matches the teacher's by KL.
+A 1x1 convolution adapts the student's width where it differs from the teacher's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Loss weights as in the papers' RetinaNet settings.
+PKD_WEIGHT = 6.0
+CWD_WEIGHT = 10.0
+CWD_TAU = 1.0
+
+
+def _standardise(feature: torch.Tensor) -> torch.Tensor:
+    flat = feature.transpose(0, 1).flatten(1)  # C x (N*H*W)
+    flat = (flat - flat.mean(dim=1, keepdim=True)) / (flat.std(dim=1, keepdim=True) + 1e-6)
+    return flat
+
+
+def pkd_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    return 0.5 * F.mse_loss(_standardise(student), _standardise(teacher))
+
+
+def cwd_loss(student: torch.Tensor, teacher: torch.Tensor, tau: float = CWD_TAU) -> torch.Tensor:
+    n, c = student.shape[:2]
+    log_p_student = F.log_softmax(student.flatten(2) / tau, dim=2)
+    log_p_teacher = F.log_softmax(teacher.flatten(2) / tau, dim=2)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=2)
+    return kl.sum() * tau * tau / (n * c)
+
+
+class FeatureDistiller(nn.Module):
+    """Weighted PKD or CWD over FPN levels, with 1x1 connectors where widths differ."""
+
+    def __init__(self, method: str, student_widths: list[int], teacher_widths: list[int]):
+        super().__init__()
+        self.method = method
+        self.weight = PKD_WEIGHT if method == "pkd" else CWD_WEIGHT
+        self.connectors = nn.ModuleList(
+            nn.Identity() if s == t else nn.Conv2d(s, t, kernel_size=1) for s, t in zip(student_widths, teacher_widths)
+        )
+
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+        total = student[0].new_zeros(())
+        for connector, s, t in zip(self.connectors, student, teacher):
+            s = connector(s)
+            if s.shape[-2:] != t.shape[-2:]:
+                t = F.interpolate(t, size=s.shape[-2:], mode="bilinear", align_corners=False)
+            total = total + (pkd_loss(s, t) if self.method == "pkd" else cwd_loss(s, t))
+        return self.weight * total / len(student)

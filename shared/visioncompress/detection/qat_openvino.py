@@ -1,0 +1,96 @@
+"""OpenVINO INT8 detectors through NNCF quantization-aware training of the detector's core.
+
+The core (backbone + FPN + head) gets NNCF's quantizers from the calibration split and trains
+with the detector's own losses on its raw outputs; it is then converted to OpenVINO IR, with the
+decoder (anchors, NMS) saved next to it as for ONNX PTQ. Resume works as for classification QAT:
+the quantizer layout is kept beside the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from visioncompress.artifacts import ModelMetadata, staged_output, write_model_metadata
+from visioncompress.config import TrainConfig
+from visioncompress.config.qat import OpenVinoQATConfig
+from visioncompress.detection.artifacts import calibration_images, core_metadata, load_detection_inputs, \
+    save_decoder
+from visioncompress.detection.benchmark import measure_map
+from visioncompress.detection.finetune import train_with
+from visioncompress.detection.heads import DetectorCore, decode, dense_losses, feature_shapes, require_one_stage
+from visioncompress.log import get_logger
+from visioncompress.quantize.openvino import convert_to_openvino
+from visioncompress.quantize.qat_openvino import CALIBRATION_BATCH, _write_json, use_nncf_torch_kernels
+from visioncompress.quantize.qat_torch import qat_params
+
+log = get_logger("detection.qat_openvino")
+STAGE = "qat_openvino"
+
+
+class _CoreRunner:
+    """Runs a (quantized) torch core and decodes, for validation mAP during QAT."""
+
+    def __init__(self, core, detector, insize: int, levels):
+        self.core, self.detector, self.insize, self.levels = core, detector, insize, levels
+
+    def predict(self, batch):
+        with torch.no_grad():
+            return decode(self.detector, self.insize, self.levels, self.core(torch.as_tensor(batch)))
+
+
+def _quantize_core(core, data, config: OpenVinoQATConfig, checkpoint_dir: Path | None):
+    import nncf
+    import nncf.torch
+
+    layout = checkpoint_dir / f"{STAGE}-nncf.json" if checkpoint_dir else None
+    if layout and layout.is_file() and (checkpoint_dir / f"{STAGE}-last.pt").is_file():
+        log.info("restoring NNCF quantizers from %s", layout)
+        return nncf.torch.load_from_config(core, json.loads(layout.read_text()))
+    batches = [torch.from_numpy(x) for x in calibration_images(data, CALIBRATION_BATCH, limit=config.subset_size)]
+    log.info("NNCF calibration of the detector core on %d images", sum(len(b) for b in batches))
+    quantized = nncf.quantize(core, nncf.Dataset(batches), subset_size=len(batches),
+                              model_type=nncf.ModelType.TRANSFORMER if config.transformer else None)
+    if layout:
+        _write_json(layout, nncf.torch.get_config(quantized))
+    return quantized
+
+
+def qat_openvino_detector(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
+                          output_dir: str | os.PathLike, config: OpenVinoQATConfig, train_config: TrainConfig, *,
+                          checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
+    import openvino as ov
+
+    kernels = use_nncf_torch_kernels()
+    detector, parent, data = load_detection_inputs(model_dir, dataset_dir)
+    require_one_stage(detector, "OpenVINO QAT")
+    insize = parent.input_size
+    levels = [tuple(s[-2:]) for s in feature_shapes(detector, insize)]
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+    core = _quantize_core(DetectorCore(detector).eval(), data, config, checkpoint_dir)
+    log.info("NNCF QAT of %s (%s kernels): %d epoch(s) at learning rate %g, batch %d", parent.architecture, kernels,
+             config.qat_epochs, config.qat_learning_rate, config.batch_size)
+
+    def loss_fn(model, images, targets):
+        return dense_losses(detector, images, levels, model(images), targets)
+
+    def val_map(model):
+        return measure_map(_CoreRunner(model.eval(), detector, insize, levels), data, split="val")[0]["mAP"]
+
+    qat_config = TrainConfig(**{**train_config.__dict__, "batch_size": config.batch_size})
+    result = train_with(core, data, qat_config, epochs=config.qat_epochs, learning_rate=config.qat_learning_rate,
+                        name=STAGE, checkpoint_dir=checkpoint_dir, loss_fn=loss_fn, evaluate=val_map,
+                        warmup=False)
+    ov_model = convert_to_openvino(core.eval(), torch.rand(1, 3, insize, insize))
+    metadata = core_metadata(parent, model_dir, detector, stage=STAGE, precision="int8", fmt="openvino-ir",
+                             params=qat_params(train_config, config))
+    metadata = metadata.derive(metrics={"val_mAP": result.best_val_map, "history": result.history})
+    with staged_output(output_dir) as scratch:
+        ov.save_model(ov_model, str(scratch / metadata.file_name), compress_to_fp16=False)
+        save_decoder(detector, scratch)
+        write_model_metadata(scratch, metadata)
+    log.info("QAT INT8 OpenVINO detector written to %s (val mAP %s)", output_dir, result.best_val_map)
+    return metadata

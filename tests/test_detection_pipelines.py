@@ -1,0 +1,83 @@
+"""Detection pipelines: compiled, checked before work, reachable from nyuntam job files, and run locally."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.local import run_local
+from pipelines.registry import validate_pipeline_params
+from visioncompress.artifacts import read_model_metadata
+from visioncompress.config.jobfile import map_job
+from visioncompress.errors import ConfigError
+
+DETECTION_PIPELINES = ("detect_ptq_onnx", "detect_qat_openvino", "detect_distill", "detect_prune")
+TINY = {"insize": 64, "MAX_TRAIN_SAMPLES": 48, "MAX_TEST_SAMPLES": 16, "CALIBRATION_SAMPLES": 16, "BATCH_SIZE": 8}
+
+
+@pytest.mark.parametrize("name", DETECTION_PIPELINES)
+def test_defaults_validate(name):
+    params = validate_pipeline_params(name, {})
+    assert params["DATASET_SOURCE"] == "fashion-mnist-detection" and params["MODEL"] == "fcos_resnet18_fpn"
+
+
+@pytest.mark.parametrize("name,params,parameter", [
+    ("detect_distill", {"METHOD": "pkd_yolo"}, "METHOD"),
+    ("detect_prune", {"TARGET_FLOP_RATIO": 1.2}, "TARGET_FLOP_RATIO"),
+    ("detect_prune", {"TARGET_FLOP_RATIO": 0}, "TARGET_FLOP_RATIO"),
+    ("detect_prune", {"NORM_TYPE": "l2"}, "NORM_TYPE"),
+    ("detect_ptq_onnx", {"MODEL": "resnet18"}, "MODEL"),
+    ("detect_ptq_onnx", {"DATASET_SOURCE": "fashion-mnist"}, "DATASET_SOURCE"),
+    ("ptq_onnx", {"MODEL": "fcos_resnet18_fpn"}, "MODEL"),
+    ("detect_distill", {"TEACHER_MODEL": "vgg16"}, "TEACHER_MODEL"),
+])
+def test_misfitting_parameters_fail_before_work(name, params, parameter):
+    with pytest.raises(ConfigError) as error:
+        validate_pipeline_params(name, params)
+    assert error.value.parameter == parameter
+
+
+def test_nyuntam_detection_job_files_map_to_detection_pipelines():
+    job = map_job({"ALGORITHM": "MMRazorPrune", "TASK": "object_detection", "INTERVAL": 5, "NORM_TYPE": "flops",
+                   "TARGET_FLOP_RATIO": 0.6, "insize": 320, "DATASET_PATH": "s3://bucket/coco.zip"})
+    assert job.pipeline == "detect_prune"
+    assert job.params["INTERVAL"] == 5 and job.params["NORM_TYPE"] == "flops"
+    assert job.params["DATASET_SOURCE"] == "coco"
+    assert map_job({"ALGORITHM": "ONNXQuant", "TASK": "detection"}).pipeline == "detect_ptq_onnx"
+    assert map_job({"ALGORITHM": "KDTransfer", "TASK": "object_detection", "METHOD": "cwd"}).params["METHOD"] == "cwd"
+
+
+def _rows(report):
+    return json.loads((report.parent / "results").read_text())
+
+
+@pytest.mark.slow
+def test_detect_ptq_onnx_pipeline(tmp_path):
+    rows = _rows(run_local("detect_ptq_onnx", {**TINY, "per_channel": True}, tmp_path))
+    assert {(r["variant"], r["backend"]) for r in rows} >= {("fp32", "torch"), ("fp32", "onnxruntime"),
+                                                            ("int8", "onnxruntime")}
+    assert all("mAP" in r for r in rows)
+
+
+@pytest.mark.slow
+def test_detect_qat_openvino_pipeline(tmp_path):
+    rows = _rows(run_local("detect_qat_openvino", {**TINY, "SUBSET_SIZE": 16}, tmp_path))
+    assert {r["variant"] for r in rows} == {"fp32", "qat-int8"}
+
+
+@pytest.mark.slow
+def test_detect_distill_pipeline(tmp_path):
+    report = run_local("detect_distill", {**TINY, "TEACHER_MODEL": "fcos_resnet18_fpn", "EPOCHS": 1, "LR": 0.001,
+                                          "METHOD": "cwd"}, tmp_path)
+    assert {r["variant"] for r in _rows(report)} == {"fp32", "distilled"}
+
+
+@pytest.mark.slow
+def test_detect_prune_pipeline(tmp_path):
+    report = run_local("detect_prune", {**TINY, "EPOCHS": 2, "INTERVAL": 1, "TARGET_FLOP_RATIO": 0.8}, tmp_path)
+    rows = _rows(report)
+    (pruned_dir,) = list(report.parent.parent.glob("prune-detection/pruned_model"))
+    metrics = read_model_metadata(pruned_dir).metrics
+    assert metrics["flops_after"] <= 0.81 * metrics["flops_before"]
+    assert {r["variant"] for r in rows} == {"fp32", "pruned"}
