@@ -480,3 +480,17 @@ def test_user_checkpoint_from_s3(s3_env, bucket, tmp_path):
     uri = upload_file(tmp_path / "weights.pt", f"s3://{bucket}/checkpoints/weights.pt")["uri"]
     loaded = load_user_checkpoint(uri, lambda: torch.nn.Linear(4, 2))
     assert torch.equal(loaded.weight, model.weight)
+
+
+def test_latest_pointer_follows_map_for_detection_models():
+    from visioncompress.storage.publish import _metrics_for, accuracy_of, pointer_decision
+
+    class Meta:
+        format, precision, stage, architecture = "onnx", "int8", "quantize_onnx", "fcos_resnet18_fpn"
+
+    rows = [{"format": "onnx", "precision": "int8", "stage": "quantize_onnx", "architecture": "fcos_resnet18_fpn",
+             "variant": "int8", "backend": "onnxruntime", "batch_size": 1, "mAP": 41.5, "mAP50": 70.2}]
+    assert accuracy_of(_metrics_for(Meta, rows)) == ("mAP", 41.5)
+    assert pointer_decision({"mAP": 42.0}, 41.5, 1.0, "mAP")["moved"] is True
+    kept = pointer_decision({"mAP": 44.0}, 41.5, 1.0, "mAP")
+    assert kept["moved"] is False and kept["reason"].startswith("mAP 41.500 is 2.500 points below")

@@ -87,27 +87,40 @@ def _metrics_for(metadata, rows: list[dict]) -> dict:
             and r.get("stage") == metadata.stage and r.get("architecture", metadata.architecture)
             == metadata.architecture]
     keep = ("variant", "backend", "batch_size", "p50_ms", "p90_ms", "throughput_ips", "top1", "top1_delta",
-            "speedup", "size_mb", "test_images")
-    top1 = max((r["top1"] for r in mine if isinstance(r.get("top1"), (int, float))), default=None)
-    return {"top1": top1, "benchmarks": [{k: r[k] for k in keep if k in r} for r in mine]}
+            "mAP", "mAP50", "mAP_delta", "speedup", "size_mb", "test_images")
+    metric = "mAP" if any("mAP" in r for r in mine) else "top1"  # detection models carry mAP
+    best = max((r[metric] for r in mine if isinstance(r.get(metric), (int, float))), default=None)
+    return {metric: best, "benchmarks": [{k: r[k] for k in keep if k in r} for r in mine]}
 
 
-def pointer_decision(previous: Mapping[str, Any] | None, top1: float | None, budget: float) -> dict:
-    """Whether ``latest`` moves: always for the first publication, else only within the accuracy budget."""
-    before = None if previous is None else {"date": previous.get("date"), "top1": previous.get("top1")}
+def accuracy_of(metrics: Mapping[str, Any]) -> tuple[str, float | None]:
+    """The accuracy figure the ``latest`` pointer follows: top-1, or mAP for detection models."""
+    metric = "mAP" if "mAP" in metrics else "top1"
+    return metric, metrics.get(metric)
+
+
+def pointer_decision(previous: Mapping[str, Any] | None, accuracy: float | None, budget: float,
+                     metric: str = "top1") -> dict:
+    """Whether ``latest`` moves: always for the first publication, else only within the accuracy budget.
+
+    ``accuracy`` is the primary model's figure, named by ``metric`` (``top1``, or ``mAP`` for detection).
+    """
+    label = "top-1" if metric == "top1" else metric
+    before = None if previous is None else {"date": previous.get("date"), metric: previous.get(metric)}
     if previous is None:
         return {"moved": True, "reason": "first publication", "previous": None, "budget": budget}
-    old = previous.get("top1")
-    if top1 is None:
-        return {"moved": False, "reason": "no top-1 measured for the primary model", "previous": before,
+    old = previous.get(metric)
+    if accuracy is None:
+        return {"moved": False, "reason": f"no {label} measured for the primary model", "previous": before,
                 "budget": budget}
     if not isinstance(old, (int, float)):
-        return {"moved": True, "reason": "previous pointer records no top-1", "previous": before, "budget": budget}
-    drop = round(old - top1, 6)
+        return {"moved": True, "reason": f"previous pointer records no {label}", "previous": before,
+                "budget": budget}
+    drop = round(old - accuracy, 6)
     if drop <= budget + 1e-9:
-        return {"moved": True, "reason": f"top-1 {top1:.3f} is within {budget} points of {old:.3f}",
+        return {"moved": True, "reason": f"{label} {accuracy:.3f} is within {budget} points of {old:.3f}",
                 "previous": before, "budget": budget}
-    return {"moved": False, "reason": f"top-1 {top1:.3f} is {drop:.3f} points below {old:.3f} "
+    return {"moved": False, "reason": f"{label} {accuracy:.3f} is {drop:.3f} points below {old:.3f} "
             f"(budget {budget})", "previous": before, "budget": budget}
 
 
@@ -157,14 +170,14 @@ def publish(model_dirs: Mapping[str, str | os.PathLike], report_path: str | os.P
         checksums[relative] = {"sha256": info["sha256"], "size": info["size"]}
         lineage[key] = {"artifact": sources.get(key, str(local))}
 
-    top1 = metrics[primary]["top1"]
+    metric, accuracy = accuracy_of(metrics[primary])
     latest_uri = str(destination.child(LATEST))
     previous = get_json(latest_uri, storage=storage, missing_ok=True)
-    decision = pointer_decision(previous, top1, budget)
+    decision = pointer_decision(previous, accuracy, budget, metric)
     manifest = {
         "kind": "visioncompress.publication", "version": 1, "date": day.isoformat(),
         "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "destination": str(dated) + "/", "primary": primary, "top1": top1,
+        "destination": str(dated) + "/", "primary": primary, metric: accuracy,
         "models": models, "metrics": metrics, "parameters": parameters, "sources": lineage,
         "checksums": checksums, "latest": decision,
     }
@@ -172,7 +185,7 @@ def publish(model_dirs: Mapping[str, str | os.PathLike], report_path: str | os.P
     if decision["moved"]:
         put_json({"kind": "visioncompress.latest", "date": day.isoformat(), "prefix": str(dated) + "/",
                   "manifest": written["uri"], "manifest_sha256": written["sha256"], "primary": primary,
-                  "top1": top1, "updated_at": manifest["published_at"]}, latest_uri, storage=storage)
+                  metric: accuracy, "updated_at": manifest["published_at"]}, latest_uri, storage=storage)
     log.info("published to %s; latest %s (%s)", dated, "moved" if decision["moved"] else "kept",
              decision["reason"])
     return manifest
