@@ -3,14 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Markdown
 
-from components.distill.component import distill as distill_op
-from pipelines._steps import measure, pick, prepare_data_and_model, summarize
-from pipelines.placement import on_cpu
-from pipelines.publish_step import with_storage_access
-
-DISTILL_PARAMS = ("MODEL", "PRETRAINED", "CUSTOM_MODEL_PATH", "TEACHER_MODEL", "CUSTOM_TEACHER_PATH", "METHOD", "EPOCHS",
-                  "LR", "TRAINING", "VALIDATE", "VALIDATION_INTERVAL", "LEARNING_RATE", "FINETUNE_EPOCHS", "OPTIMIZER",
-                  "BATCH_SIZE", "SEED")
+from pipelines.distill import distill_steps
 
 
 @dsl.pipeline(name="visioncompress-detect-distill",
@@ -43,14 +36,4 @@ def detect_distill(
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
 ) -> Markdown:
-    data, model = prepare_data_and_model(locals())
-    student = on_cpu(distill_op(dataset=data.outputs["dataset"], **pick(locals(), DISTILL_PARAMS)))
-    student.set_display_name("distill (detection)")
-    with_storage_access(student, optional=True)  # CUSTOM_TEACHER_PATH may be s3:// or minio://
-    results = dict(
-        fp32=measure(model.outputs["model"], data, BATCH_SIZE=BATCH_SIZE, name="FP32 (student alone)"),
-        distilled=measure(student.outputs["distilled_model"], data, BATCH_SIZE=BATCH_SIZE, name="distilled",
-                          variant="distilled"),
-    )
-    return summarize(locals(), results, {"distilled": student.outputs["distilled_model"]},
-                     title="Detection Knowledge Distillation")
+    return distill_steps(locals(), title="Detection Knowledge Distillation", step_name="distill (detection)")

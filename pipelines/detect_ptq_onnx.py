@@ -4,9 +4,7 @@ outside the graph)."""
 from kfp import dsl
 from kfp.dsl import Markdown
 
-from components.quantize_onnx.component import quantize_onnx
-from pipelines._steps import measure, prepare_data_and_model, summarize
-from pipelines.placement import on_cpu
+from pipelines.ptq_onnx import onnx_ptq_steps
 
 
 @dsl.pipeline(name="visioncompress-detect-ptq-onnx",
@@ -37,15 +35,4 @@ def detect_ptq_onnx(
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
 ) -> Markdown:
-    data, model = prepare_data_and_model(locals())
-    quantized = on_cpu(quantize_onnx(model=model.outputs["model"], dataset=data.outputs["dataset"],
-                                     quant_format=quant_format, per_channel=per_channel,
-                                     activation_type=activation_type, weight_type=weight_type,
-                                     BATCH_SIZE=BATCH_SIZE)).set_display_name("PTQ ONNX Runtime (detector core)")
-    results = dict(
-        fp32=measure(model.outputs["model"], data, BATCH_SIZE=BATCH_SIZE, name="FP32",
-                     fp32_runtimes=["onnxruntime"]),
-        onnx_ptq=measure(quantized.outputs["quantized_model"], data, BATCH_SIZE=BATCH_SIZE, name="ONNX INT8"),
-    )
-    return summarize(locals(), results, {"onnx_ptq": quantized.outputs["quantized_model"]},
-                     title="Detection PTQ - ONNX Runtime")
+    return onnx_ptq_steps(locals(), title="Detection PTQ - ONNX Runtime", step_name="PTQ ONNX Runtime (detector core)")

@@ -3,12 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Markdown
 
-from components.qat_openvino.component import qat_openvino as qat_openvino_op
-from pipelines._steps import measure, pick, prepare_data_and_model, summarize
-from pipelines.placement import on_cpu
-
-QAT_PARAMS = ("QAT_EPOCHS", "QAT_LEARNING_RATE", "BATCH_SIZE", "TRANSFORMER", "SUBSET_SIZE", "VALIDATE",
-              "VALIDATION_INTERVAL", "OPTIMIZER", "SEED")
+from pipelines.qat_openvino import qat_openvino_steps
 
 
 @dsl.pipeline(name="visioncompress-detect-qat-openvino",
@@ -40,13 +35,5 @@ def detect_qat_openvino(
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
 ) -> Markdown:
-    data, model = prepare_data_and_model(locals())
-    qat = on_cpu(qat_openvino_op(model=model.outputs["model"], dataset=data.outputs["dataset"],
-                                 **pick(locals(), QAT_PARAMS))).set_display_name("QAT OpenVINO (NNCF, detector core)")
-    results = dict(
-        fp32=measure(model.outputs["model"], data, BATCH_SIZE=BATCH_SIZE, name="FP32", fp32_runtimes=["openvino"]),
-        openvino_qat=measure(qat.outputs["quantized_model"], data, BATCH_SIZE=BATCH_SIZE,
-                             name="OpenVINO QAT INT8", variant="qat-int8"),
-    )
-    return summarize(locals(), results, {"openvino_qat": qat.outputs["quantized_model"]},
-                     title="Detection QAT - OpenVINO (NNCF)")
+    return qat_openvino_steps(locals(), title="Detection QAT - OpenVINO (NNCF)",
+                              step_name="QAT OpenVINO (NNCF, detector core)")

@@ -13,6 +13,22 @@ DISTILL_PARAMS = ("MODEL", "PRETRAINED", "CUSTOM_MODEL_PATH", "TEACHER_MODEL", "
                   "CRITERION", "LEARNING_RATE", "FINETUNE_EPOCHS", "OPTIMIZER", "BATCH_SIZE", "SEED")
 
 
+def distill_steps(params: dict, *, title: str, step_name: str):
+    """Data, the student alone (baseline), the distilled student and the comparison; shared with detection."""
+    data, model = prepare_data_and_model(params)
+    student = on_cpu(distill_op(dataset=data.outputs["dataset"], **pick(params, DISTILL_PARAMS)))
+    student.set_display_name(step_name)
+    with_storage_access(student, optional=True)  # CUSTOM_TEACHER_PATH may be s3:// or minio://
+    batch_size = params["BATCH_SIZE"]
+    results = dict(
+        fp32=measure(model.outputs["model"], data, BATCH_SIZE=batch_size, name="FP32 (student alone)",
+                     fp32_runtimes=["torch"]),
+        distilled=measure(student.outputs["distilled_model"], data, BATCH_SIZE=batch_size, name="distilled",
+                          variant="distilled"),
+    )
+    return summarize(params, results, {"distilled": student.outputs["distilled_model"]}, title=title)
+
+
 @dsl.pipeline(name="visioncompress-distill",
               description="Prepare data; the student fine-tuned alone (baseline) and distilled from the teacher.")
 def distill(
@@ -47,15 +63,4 @@ def distill(
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
 ) -> Markdown:
-    data, model = prepare_data_and_model(locals())
-    student = on_cpu(distill_op(dataset=data.outputs["dataset"], **pick(locals(), DISTILL_PARAMS)))
-    student.set_display_name("distill")
-    with_storage_access(student, optional=True)  # CUSTOM_TEACHER_PATH may be s3:// or minio://
-    results = dict(
-        fp32=measure(model.outputs["model"], data, BATCH_SIZE=BATCH_SIZE, name="FP32 (student alone)",
-                     fp32_runtimes=["torch"]),
-        distilled=measure(student.outputs["distilled_model"], data, BATCH_SIZE=BATCH_SIZE, name="distilled",
-                          variant="distilled"),
-    )
-    return summarize(locals(), results, {"distilled": student.outputs["distilled_model"]},
-                     title="Knowledge Distillation")
+    return distill_steps(locals(), title="Knowledge Distillation", step_name="distill")

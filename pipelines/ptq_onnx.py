@@ -4,8 +4,24 @@ from kfp import dsl
 from kfp.dsl import Markdown
 
 from components.quantize_onnx.component import quantize_onnx
-from pipelines._steps import measure, prepare_data_and_model, summarize
+from pipelines._steps import measure, pick, prepare_data_and_model, summarize
 from pipelines.placement import on_cpu
+
+ONNX_PARAMS = ("quant_format", "per_channel", "activation_type", "weight_type", "BATCH_SIZE")
+
+
+def onnx_ptq_steps(params: dict, *, title: str, step_name: str):
+    """Data, FP32 model, ONNX Runtime PTQ and the comparison; shared with the detection pipeline."""
+    data, model = prepare_data_and_model(params)
+    quantized = on_cpu(quantize_onnx(model=model.outputs["model"], dataset=data.outputs["dataset"],
+                                     **pick(params, ONNX_PARAMS))).set_display_name(step_name)
+    batch_size = params["BATCH_SIZE"]
+    results = dict(
+        fp32=measure(model.outputs["model"], data, BATCH_SIZE=batch_size, name="FP32",
+                     fp32_runtimes=["onnxruntime"]),
+        onnx_ptq=measure(quantized.outputs["quantized_model"], data, BATCH_SIZE=batch_size, name="ONNX INT8"),
+    )
+    return summarize(params, results, {"onnx_ptq": quantized.outputs["quantized_model"]}, title=title)
 
 
 @dsl.pipeline(name="visioncompress-ptq-onnx",
@@ -37,14 +53,4 @@ def ptq_onnx(
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
 ) -> Markdown:
-    data, model = prepare_data_and_model(locals())
-    quantized = on_cpu(quantize_onnx(model=model.outputs["model"], dataset=data.outputs["dataset"],
-                                     quant_format=quant_format, per_channel=per_channel,
-                                     activation_type=activation_type, weight_type=weight_type,
-                                     BATCH_SIZE=BATCH_SIZE)).set_display_name("PTQ ONNX Runtime")
-    results = dict(
-        fp32=measure(model.outputs["model"], data, BATCH_SIZE=BATCH_SIZE, name="FP32",
-                     fp32_runtimes=["onnxruntime"]),
-        onnx_ptq=measure(quantized.outputs["quantized_model"], data, BATCH_SIZE=BATCH_SIZE, name="ONNX INT8"),
-    )
-    return summarize(locals(), results, {"onnx_ptq": quantized.outputs["quantized_model"]}, title="PTQ - ONNX Runtime")
+    return onnx_ptq_steps(locals(), title="PTQ - ONNX Runtime", step_name="PTQ ONNX Runtime")

@@ -11,6 +11,20 @@ QAT_PARAMS = ("QAT_EPOCHS", "QAT_LEARNING_RATE", "BATCH_SIZE", "TRANSFORMER", "S
               "VALIDATION_INTERVAL", "CRITERION", "OPTIMIZER", "SEED")
 
 
+def qat_openvino_steps(params: dict, *, title: str, step_name: str):
+    """Data, FP32 model, NNCF QAT and the comparison; shared with the detection pipeline."""
+    data, model = prepare_data_and_model(params)
+    qat = on_cpu(qat_openvino_op(model=model.outputs["model"], dataset=data.outputs["dataset"],
+                                 **pick(params, QAT_PARAMS))).set_display_name(step_name)
+    batch_size = params["BATCH_SIZE"]
+    results = dict(
+        fp32=measure(model.outputs["model"], data, BATCH_SIZE=batch_size, name="FP32", fp32_runtimes=["openvino"]),
+        openvino_qat=measure(qat.outputs["quantized_model"], data, BATCH_SIZE=batch_size,
+                             name="OpenVINO QAT INT8", variant="qat-int8"),
+    )
+    return summarize(params, results, {"openvino_qat": qat.outputs["quantized_model"]}, title=title)
+
+
 @dsl.pipeline(name="visioncompress-qat-openvino",
               description="Prepare data, fine-tune, OpenVINO INT8 quantization-aware training with NNCF, "
                           "benchmark against FP32.")
@@ -42,13 +56,4 @@ def qat_openvino(
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
 ) -> Markdown:
-    data, model = prepare_data_and_model(locals())
-    qat = on_cpu(qat_openvino_op(model=model.outputs["model"], dataset=data.outputs["dataset"],
-                                 **pick(locals(), QAT_PARAMS))).set_display_name("QAT OpenVINO (NNCF)")
-    results = dict(
-        fp32=measure(model.outputs["model"], data, BATCH_SIZE=BATCH_SIZE, name="FP32", fp32_runtimes=["openvino"]),
-        openvino_qat=measure(qat.outputs["quantized_model"], data, BATCH_SIZE=BATCH_SIZE,
-                             name="OpenVINO QAT INT8", variant="qat-int8"),
-    )
-    return summarize(locals(), results, {"openvino_qat": qat.outputs["quantized_model"]},
-                     title="QAT - OpenVINO (NNCF)")
+    return qat_openvino_steps(locals(), title="QAT - OpenVINO (NNCF)", step_name="QAT OpenVINO (NNCF)")
