@@ -54,7 +54,10 @@ def test_unknown_key_gets_a_suggestion():
 @pytest.mark.parametrize("name", sorted(PIPELINES))
 def test_pipeline_defaults_validate(name):
     params = validate_pipeline_params(name, {})
-    assert params["insize"] == 32 and params["BATCH_SIZE"] == 1
+    if name.startswith("detect_"):  # detection pipelines: detector-sized defaults (README, Object detection)
+        assert params["insize"] == 128 and params["BATCH_SIZE"] == 8
+    else:
+        assert params["insize"] == 32 and params["BATCH_SIZE"] == 1
 
 
 @pytest.mark.parametrize("params, parameter", [

@@ -17,6 +17,10 @@ from torch import nn
 PKD_WEIGHT = 6.0
 CWD_WEIGHT = 10.0
 CWD_TAU = 1.0
+# The papers distil ImageNet-initialised students; a student trained from scratch lets the feature term
+# dominate its first steps, and FCOS's ReLU box regression then dies (its loss stays at 1). The feature
+# weight therefore ramps up linearly over the first steps.
+RAMP_STEPS = 300
 
 
 def _standardise(feature: torch.Tensor) -> torch.Tensor:
@@ -40,19 +44,23 @@ def cwd_loss(student: torch.Tensor, teacher: torch.Tensor, tau: float = CWD_TAU)
 class FeatureDistiller(nn.Module):
     """Weighted PKD or CWD over FPN levels, with 1x1 connectors where widths differ."""
 
-    def __init__(self, method: str, student_widths: list[int], teacher_widths: list[int]):
+    def __init__(self, method: str, student_widths: list[int], teacher_widths: list[int],
+                 ramp_steps: int = RAMP_STEPS):
         super().__init__()
-        self.method = method
+        self.method, self.ramp_steps, self.steps = method, ramp_steps, 0
         self.weight = PKD_WEIGHT if method == "pkd" else CWD_WEIGHT
         self.connectors = nn.ModuleList(
             nn.Identity() if s == t else nn.Conv2d(s, t, kernel_size=1) for s, t in zip(student_widths, teacher_widths)
         )
 
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+        if student[0].requires_grad:
+            self.steps += 1
+        ramp = min(1.0, self.steps / self.ramp_steps) if self.ramp_steps else 1.0
         total = student[0].new_zeros(())
         for connector, s, t in zip(self.connectors, student, teacher):
             s = connector(s)
             if s.shape[-2:] != t.shape[-2:]:
                 t = F.interpolate(t, size=s.shape[-2:], mode="bilinear", align_corners=False)
             total = total + (pkd_loss(s, t) if self.method == "pkd" else cwd_loss(s, t))
-        return self.weight * total / len(student)
+        return ramp * self.weight * total / len(student)
