@@ -69,9 +69,13 @@ def test_feature_losses_measure_disagreement():
     assert pkd_loss(torch.randn(2, 8, 6, 6), teacher).item() > 0.5
     assert cwd_loss(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
     assert cwd_loss(torch.randn(2, 8, 6, 6), teacher).item() > 0.1
-    distiller = FeatureDistiller("pkd", [4, 8], [8, 8])  # the first level needs a 1x1 connector
-    loss = distiller([torch.randn(2, 4, 6, 6), teacher], [teacher, teacher])
-    assert loss.requires_grad and loss.item() > 0
+    distiller = FeatureDistiller("pkd", [4, 8], [8, 8], ramp_steps=10)  # level 0 needs a 1x1 connector
+    student = [torch.randn(2, 4, 6, 6, requires_grad=True), teacher.clone().requires_grad_()]
+    first = distiller(student, [teacher, teacher])
+    for _ in range(9):
+        last = distiller(student, [teacher, teacher])
+    assert first.requires_grad and first.item() > 0
+    assert last.item() == pytest.approx(10 * first.item(), rel=1e-5)  # the weight ramps up over 10 steps
 
 
 def test_coco_map_is_pycocotools_on_our_layout():
