@@ -75,9 +75,9 @@ def test_detect_distill_pipeline(tmp_path):
 
 @pytest.mark.slow
 def test_detect_prune_pipeline(tmp_path):
-    report = run_local("detect_prune", {**TINY, "EPOCHS": 2, "INTERVAL": 1, "TARGET_FLOP_RATIO": 0.8}, tmp_path)
+    report = run_local("detect_prune", {**TINY, "EPOCHS": 4, "INTERVAL": 1, "TARGET_FLOP_RATIO": 0.85}, tmp_path)
     rows = _rows(report)
     (pruned_dir,) = list(report.parent.parent.glob("prune-detection/pruned_model"))
     metrics = read_model_metadata(pruned_dir).metrics
-    assert metrics["flops_after"] <= 0.81 * metrics["flops_before"]
+    assert metrics["flops_after"] <= 0.85 * metrics["flops_before"]
     assert {r["variant"] for r in rows} == {"fp32", "pruned"}

@@ -25,12 +25,12 @@ def qat_openvino(
     from visioncompress.config import TrainConfig, config_from
     from visioncompress.config.qat import OpenVinoQATConfig
     from visioncompress.kfp_io import describe_model, log_training, stage
-    from visioncompress.quantize.qat_openvino import qat_openvino as run_qat
+    from visioncompress.quantize import quantize_aware
 
     with stage("qat_openvino"):
         config = config_from(OpenVinoQATConfig, locals())
         train_config = config_from(TrainConfig, locals())
-        result = run_qat(model.path, dataset.path, quantized_model.path, config, train_config,
-                         checkpoint_dir=quantized_model.path + ".checkpoints")
+        result = quantize_aware(model.path, dataset.path, quantized_model.path, config, train_config,
+                                checkpoint_dir=quantized_model.path + ".checkpoints")
         describe_model(quantized_model, result)
         log_training(metrics, result.metrics)
