@@ -40,6 +40,10 @@ class OnnxRunner:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0]
 
+    def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Every output of the graph, in order (detectors have several)."""
+        return self._session.run(None, {self._input: batch})
+
 
 class OpenVinoRunner:
     def __init__(self, path: Path, threads: int):
@@ -53,6 +57,11 @@ class OpenVinoRunner:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self._request.infer({0: batch})[0].copy()
+
+    def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Every output of the model, in order (detectors have several)."""
+        result = self._request.infer({0: batch})
+        return [result[i].copy() for i in range(len(result))]
 
 
 def runner_for(metadata: ModelMetadata, model_path: Path, threads: int = 0, module=None):

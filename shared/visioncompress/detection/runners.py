@@ -38,15 +38,9 @@ class CoreRunner:
         info = metadata.params["detection_core"]
         self._insize, self._levels = metadata.input_size, [tuple(s) for s in info["level_sizes"]]
 
-    def raw(self, batch: np.ndarray) -> list[np.ndarray]:
-        if isinstance(self._raw, OnnxRunner):
-            return self._raw._session.run(None, {self._raw._input: batch})
-        result = self._raw._request.infer({0: batch})
-        return [result[i].copy() for i in range(len(result))]
-
     def predict(self, batch: np.ndarray) -> list[dict]:
         with torch.inference_mode():
-            return decode(self._decoder, self._insize, self._levels, self.raw(batch))
+            return decode(self._decoder, self._insize, self._levels, self._raw.outputs(batch))
 
 
 def detection_runner(model_dir: str | os.PathLike, threads: int = 0):

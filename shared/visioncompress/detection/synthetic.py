@@ -17,6 +17,9 @@ import numpy as np
 
 from visioncompress.data.sources import FASHION_MNIST_CLASSES, read_fashion_mnist
 from visioncompress.errors import MissingDependencyError
+from visioncompress.log import get_logger
+
+log = get_logger("detection.synthetic")
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket",
           "hubble_deep_field", "camera", "coins", "moon", "grass", "gravel", "brick", "immunohistochemistry",
@@ -123,6 +126,8 @@ def write_synthetic_coco(root: str | os.PathLike, *, train_images: int = 2000, t
             for obj in objects:
                 annotations.append({"id": next_ann, "image_id": image_id, **obj})
                 next_ann += 1
+            if (n + 1) % 500 == 0 and n + 1 < count:
+                log.info("%s: %d/%d images", split, n + 1, count)
         coco = {"info": {"description": "Fashion-MNIST items on scikit-image photographs (visioncompress)",
                          "licence": "Fashion-MNIST: MIT; photographs: scikit-image data (public domain / CC0)"},
                 "images": images, "annotations": annotations, "categories": categories}
