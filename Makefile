@@ -28,7 +28,7 @@ $(FASHION_MNIST):
 # ONNX Runtime: U8S8 per-channel, the fast INT8 form on CPUs without VNNI (the spec's S8S8 default is slower
 # than FP32 there; see README).
 demo: setup
-	$(PY) -m pipelines.local compare --root runs/demo \
+	$(PY) -m visioncompress.pipelines.local compare --root runs/demo \
 	  -p activation_type=QuantType.QUInt8 -p per_channel=True \
 	  -p MAX_TRAIN_SAMPLES=12000 -p MAX_TEST_SAMPLES=2000 -p CALIBRATION_SAMPLES=256 \
 	  -p BATCH_SIZE=32 -p FINETUNE_EPOCHS=2 -p TRANSFORMER=False
@@ -55,7 +55,7 @@ bench: setup
 	$(PY) -m bench.run
 
 compile: setup
-	$(PY) -m pipelines.compile
+	$(PY) -m visioncompress.pipelines.compile
 
 # Real users build from the public bases; pass BASE_IMAGE_CPU / BASE_IMAGE_GPU to use others.
 # The detection image extends the CPU image built just before it. Build arguments: images/README.md.

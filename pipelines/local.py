@@ -1,6 +1,6 @@
 """Run a pipeline on this machine through kfp.local (placement is ignored locally).
 
-    python -m pipelines.local compare --root runs/demo -p FINETUNE_EPOCHS=2 -p BATCH_SIZE=64
+    python -m visioncompress.pipelines.local compare --root runs/demo -p FINETUNE_EPOCHS=2 -p BATCH_SIZE=64
 """
 
 from __future__ import annotations
@@ -32,12 +32,35 @@ def parse_assignments(pairs) -> dict:
     return params
 
 
+OPTIONAL_PARAM = "TENSORRT_OPTIONAL"
+
+
+def local_run_params(params: dict, pipeline_defaults: dict, *, out=None) -> dict:
+    """For a local run: make the TensorRT steps optional, with a visible notice, when this machine cannot run them.
+
+    Only when the pipeline has the parameter and the caller did not set it; an explicit
+    TENSORRT_OPTIONAL=False keeps the strict behaviour (the build stage fails with its one-line reason).
+    """
+    if OPTIONAL_PARAM not in pipeline_defaults or OPTIONAL_PARAM in params:
+        return params
+    if "USE_TENSORRT" in pipeline_defaults and not params.get("USE_TENSORRT", pipeline_defaults["USE_TENSORRT"]):
+        return params  # the branch does not run at all
+    from visioncompress.quantize.tensorrt import tensorrt_unavailable_reason
+
+    reason = tensorrt_unavailable_reason()
+    if reason is None:
+        return params
+    print(f"NOTICE: the TensorRT steps will be skipped in this local run: {reason}. "
+          f"The rest of the comparison runs as usual (set {OPTIONAL_PARAM}=False to fail instead).",
+          file=out or sys.stdout, flush=True)
+    return {**params, OPTIONAL_PARAM: True}
+
+
 def run_local(name: str, params: dict, root: str | Path) -> Path:
     """Validate, then run pipeline ``name`` locally; returns the report's path."""
     from kfp import local
 
-    from pipelines._tensorrt_steps import local_run_params
-    from pipelines.registry import coerce_params, get_pipeline, pipeline_parameters, validate_pipeline_params
+    from visioncompress.pipelines.registry import coerce_params, get_pipeline, pipeline_parameters, validate_pipeline_params
 
     validate_pipeline_params(name, params)  # fails before any work on a bad parameter
     params = local_run_params(params, pipeline_parameters(name))  # no GPU here: skip TensorRT with a notice
@@ -49,7 +72,7 @@ def run_local(name: str, params: dict, root: str | Path) -> Path:
 
 
 def main(argv=None) -> int:
-    from pipelines.registry import PIPELINES
+    from visioncompress.pipelines.registry import PIPELINES
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pipeline", choices=sorted(PIPELINES))

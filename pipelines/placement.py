@@ -1,7 +1,15 @@
-"""Where tasks run in a cluster: CPU pool or GPU pool. Applied by pipelines, never by components.
+"""Where and how each task runs in a cluster: pool, resources, timeout, retries, caching.
 
-Label keys/values, tolerations and resource sizes come from ``visioncompress.settings``
-(environment variables read at compile time). Local runs ignore all of it.
+Applied by pipelines (``apply_policy`` from ``_steps.step``), never by components. Everything comes from
+``visioncompress.settings`` (environment variables read at compile time) and the stage's kind
+(``visioncompress.stages``). Local runs ignore the Kubernetes parts.
+
+- Pool: GPU stages on the GPU pool (accelerator type/limit, node selector, toleration), the rest on CPU.
+- Timeout: every step, per kind (``VC_TIMEOUT_<KIND>``).
+- Retries with exponential back-off: the steps that touch the network (data preparation, model and
+  teacher loading from object storage, publish) or a GPU.
+- Caching: data preparation and compression steps are cached on identical inputs; benchmark, report
+  and publish never (a scheduled run must measure and publish anew).
 """
 
 from __future__ import annotations
@@ -9,6 +17,9 @@ from __future__ import annotations
 from kfp import kubernetes
 
 from visioncompress.settings import Settings, load_settings
+
+UNCACHED_KINDS = ("measure", "report", "publish")
+RETRY_BACKOFF = dict(backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
 
 
 def on_cpu(task, settings: Settings | None = None, *, cpu: str | None = None, memory: str | None = None):
@@ -25,7 +36,31 @@ def on_gpu(task, settings: Settings | None = None):
     key, value = settings.gpu_node_selector
     kubernetes.add_node_selector(task, label_key=key, label_value=value)
     tol = settings.gpu_toleration
-    kubernetes.add_toleration(task, key=tol.key, operator="Equal", value=tol.value, effect=tol.effect)
+    kubernetes.add_toleration(task, key=tol.key, operator=tol.operator, value=tol.value or None, effect=tol.effect)
     task.set_accelerator_type(settings.gpu_accelerator).set_accelerator_limit(settings.gpu_limit)
     task.set_cpu_request(settings.cpu_request).set_memory_request(settings.memory_request)
+    return task
+
+
+def apply_policy(task, stage, settings: Settings | None = None):
+    """Pool, resources, timeout, retries and caching of ``task``, a task of ``stage``."""
+    from visioncompress.config import StorageConfig
+
+    settings = settings or load_settings()
+    if stage.image == "gpu":
+        on_gpu(task, settings)
+    elif stage.kind in ("report", "publish"):
+        on_cpu(task, settings, cpu="500m", memory="1G")
+    else:
+        on_cpu(task, settings)
+    kubernetes.set_timeout(task, settings.timeouts[stage.kind])
+    uses_storage = any(cls is StorageConfig for cls, _ in stage.config_uses())
+    if (uses_storage or stage.image == "gpu") and settings.retries > 0:
+        task.set_retry(num_retries=settings.retries, **RETRY_BACKOFF)
+    task.set_caching_options(stage.kind not in UNCACHED_KINDS)
+    if uses_storage:
+        from visioncompress.pipelines.storage import with_storage_access
+
+        # Inputs are usually local: only publish needs the secret to exist.
+        with_storage_access(task, optional=stage.kind != "publish")
     return task

@@ -1,73 +1,43 @@
-"""Every pipeline by its short name, with the stage configs its parameters feed."""
+"""Every pipeline by its short name: its function, run parameters and the checks made before a run.
+
+The table itself is data in the library (``visioncompress.config.pipelines``): this module only adds
+what needs the pipeline functions (KFP) or the stage configs.
+"""
 
 from __future__ import annotations
 
+import difflib
 import importlib
-import inspect
-from dataclasses import dataclass
 
-from visioncompress.config import (
-    BenchmarkConfig, DataConfig, DistillConfig, GroupFisherConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig, OpenVinoQATConfig,
-    PruneConfig, PublishConfig, TensorRTConfig, TorchPTQConfig, TorchQATConfig, TrainConfig, validate_params,
-)
+from visioncompress.config import validate_params
+from visioncompress.config.pipelines import PIPELINES, pipeline_spec
 from visioncompress.errors import ConfigError
 
-_COMMON = (DataConfig, ModelConfig, TrainConfig, PublishConfig)
-
-
-@dataclass(frozen=True)
-class PipelineEntry:
-    target: str  # "module:function"
-    configs: tuple[type, ...]
-
-
-PIPELINES = {
-    "compare": PipelineEntry("pipelines.compare:compare",
-                             _COMMON + (TorchPTQConfig, OnnxPTQConfig, OpenVinoPTQConfig)),
-    "compare_all": PipelineEntry("pipelines.compare_all:compare_all",
-                                 _COMMON + (TorchPTQConfig, OnnxPTQConfig, OpenVinoPTQConfig, TorchQATConfig,
-                                            OpenVinoQATConfig, DistillConfig, PruneConfig, TensorRTConfig)),
-    "distill": PipelineEntry("pipelines.distill:distill", _COMMON + (DistillConfig,)),
-    "prune": PipelineEntry("pipelines.prune:prune", _COMMON + (PruneConfig,)),
-    "qat_torch": PipelineEntry("pipelines.qat_torch:qat_torch", _COMMON + (TorchQATConfig,)),
-    "qat_openvino": PipelineEntry("pipelines.qat_openvino:qat_openvino", _COMMON + (OpenVinoQATConfig,)),
-    "ptq_tensorrt": PipelineEntry("pipelines.ptq_tensorrt:ptq_tensorrt", _COMMON + (TensorRTConfig,)),
-    "ptq_torch": PipelineEntry("pipelines.ptq_torch:ptq_torch", _COMMON + (TorchPTQConfig,)),
-    "ptq_onnx": PipelineEntry("pipelines.ptq_onnx:ptq_onnx", _COMMON + (OnnxPTQConfig,)),
-    "ptq_openvino": PipelineEntry("pipelines.ptq_openvino:ptq_openvino", _COMMON + (OpenVinoPTQConfig,)),
-    "detect_ptq_onnx": PipelineEntry("pipelines.detect_ptq_onnx:detect_ptq_onnx", _COMMON + (OnnxPTQConfig,)),
-    "detect_qat_openvino": PipelineEntry("pipelines.detect_qat_openvino:detect_qat_openvino",
-                                         _COMMON + (OpenVinoQATConfig,)),
-    "detect_distill": PipelineEntry("pipelines.detect_distill:detect_distill", _COMMON + (DistillConfig,)),
-    "detect_prune": PipelineEntry("pipelines.detect_prune:detect_prune", _COMMON + (GroupFisherConfig,)),
-}
+__all__ = ["PIPELINES", "get_pipeline", "pipeline_parameters", "validate_pipeline_params", "check_task",
+           "coerce_params", "is_detection_pipeline"]
 
 
 def get_pipeline(name: str):
-    if name not in PIPELINES:
-        raise ConfigError("pipeline", name, sorted(PIPELINES))
-    module, attr = PIPELINES[name].target.split(":")
+    module, attr = pipeline_spec(name).function.split(":")
     return getattr(importlib.import_module(module), attr)
 
 
 def pipeline_parameters(name: str) -> dict:
-    """The pipeline's run parameters and their defaults."""
-    func = get_pipeline(name).pipeline_func
-    return {p.name: p.default for p in inspect.signature(func).parameters.values()}
+    """The pipeline's run parameters and their defaults (no graph is built)."""
+    return pipeline_spec(name).defaults_map()
 
 
 def validate_pipeline_params(name: str, params: dict) -> dict:
     """Check ``params`` (spec names) for pipeline ``name``; returns the full parameter set."""
-    defaults = pipeline_parameters(name)
+    spec = pipeline_spec(name)
+    defaults = spec.defaults_map()
     for key, value in params.items():
         if key not in defaults:
-            import difflib
-
             close = difflib.get_close_matches(key, list(defaults), n=1)
             raise ConfigError(key, value, f"a parameter of pipeline {name!r}"
                               + (f" (did you mean {close[0]!r}?)" if close else ""))
     merged = {**defaults, **params}
-    validate_params(merged, PIPELINES[name].configs + (BenchmarkConfig,), accepted=defaults)
+    validate_params(merged, spec.uses, accepted=defaults)
     check_task(name, merged)
     return merged
 
@@ -101,7 +71,6 @@ def check_task(name: str, params: dict) -> None:
 
 def coerce_params(name: str, params: dict) -> dict:
     """Integers given for float parameters become floats (KFP checks types strictly)."""
-    func = get_pipeline(name).pipeline_func
-    annotations = {p.name: p.annotation for p in inspect.signature(func).parameters.values()}
-    return {k: float(v) if annotations.get(k) is float and isinstance(v, int) and not isinstance(v, bool) else v
+    types = {p.name: p.type for p in pipeline_spec(name).parameters()}
+    return {k: float(v) if types.get(k) is float and isinstance(v, int) and not isinstance(v, bool) else v
             for k, v in params.items()}

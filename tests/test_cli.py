@@ -94,7 +94,7 @@ def test_compile_writes_yaml(capsys, tmp_path):
 
 
 def test_spec_job_files_map_to_pipeline_and_parameters():
-    from pipelines.registry import validate_pipeline_params
+    from visioncompress.pipelines.registry import validate_pipeline_params
 
     onnx = load_job(JOBS / "onnx_ptq_cifar10.yaml")
     assert onnx.pipeline == "ptq_onnx"
@@ -282,7 +282,7 @@ def test_schedule_create_list_delete(capsys, fake_kfp):
     assert body["max_concurrency"] == "1" or body["max_concurrency"] == 1
     assert body["no_catchup"] is True and body["experiment_id"] == "exp-1"
     assert body["runtime_config"]["parameters"]["FINETUNE_EPOCHS"] == 2
-    from pipelines.signature import pipeline_signature
+    from visioncompress.pipelines.signature import pipeline_signature
 
     if "RUN_DATE" in pipeline_signature("ptq_torch"):  # each scheduled run publishes under its own date
         assert body["runtime_config"]["parameters"]["RUN_DATE"] == "[[ScheduledTime.2006-01-02]]"

@@ -6,7 +6,7 @@ from visioncompress.config import (
     DataConfig, OnnxPTQConfig, TorchPTQConfig, TrainConfig, from_spec, to_spec,
 )
 from visioncompress.errors import ConfigError
-from pipelines.registry import PIPELINES, validate_pipeline_params
+from visioncompress.pipelines.registry import PIPELINES, validate_pipeline_params
 
 
 @pytest.mark.parametrize("make, parameter, allowed_hint", [

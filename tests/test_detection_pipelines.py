@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pipelines.local import run_local
-from pipelines.registry import validate_pipeline_params
+from visioncompress.pipelines.local import run_local
+from visioncompress.pipelines.registry import validate_pipeline_params
 from visioncompress.artifacts import read_model_metadata
 from visioncompress.config.jobfile import map_job
 from visioncompress.errors import ConfigError

@@ -29,7 +29,7 @@ RUN_DATA_PREP = r"""
 import json, os, sys
 import docker
 from kfp import local
-from components.data_prep.component import data_prep
+from visioncompress.components.data_prep.component import data_prep
 
 root, dataset_dir, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 os.umask(0)  # folders kfp.local makes on the host stay writable for the image's non-root user

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipelines.local import run_local
+from visioncompress.pipelines.local import run_local
 from visioncompress.artifacts import read_model_metadata
 
 TINY = {"insize": 16, "MAX_TRAIN_SAMPLES": 400, "MAX_TEST_SAMPLES": 200, "CALIBRATION_SAMPLES": 64,

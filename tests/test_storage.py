@@ -305,7 +305,7 @@ def test_publish_refuses_bad_inputs_before_uploading(s3_env, bucket, raw_client,
 def test_publish_component_is_one_line_on_error(s3_env, bucket, tmp_path, capsys):
     from kfp.dsl import Artifact, Markdown, Model
 
-    from components.publish.component import publish as component
+    from visioncompress.components.publish.component import publish as component
 
     model = _model_dir(tmp_path / "m", stage="quantize_onnx", precision="int8")
     report, results = tmp_path / "r.md", _results(tmp_path / "r.json", 80.0)
@@ -330,7 +330,7 @@ def test_publish_step_maps_the_secret_and_never_caches(tmp_path, monkeypatch):
     from kfp import compiler, dsl
     from kfp.dsl import Artifact, Markdown, Model, Output
 
-    from pipelines.publish_step import add_publish
+    from visioncompress.pipelines.publish_step import add_publish
 
     monkeypatch.setenv("VC_S3_SECRET", "team-bucket")
     monkeypatch.setenv("VC_S3_SECRET_KEYS", "accesskey=AWS_ACCESS_KEY_ID,secretkey=AWS_SECRET_ACCESS_KEY")
@@ -372,7 +372,7 @@ def test_publish_runs_in_a_local_pipeline_only_when_asked(s3_env, bucket, raw_cl
     from kfp import dsl, local
     from kfp.dsl import Artifact, Markdown, Model, Output
 
-    from pipelines.publish_step import add_publish
+    from visioncompress.pipelines.publish_step import add_publish
 
     @dsl.component(base_image="python:3.11", install_kfp_package=False)
     def stages(report: Output[Markdown], results: Output[Artifact], model: Output[Model]):

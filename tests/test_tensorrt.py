@@ -155,7 +155,7 @@ def test_engine_build_without_tensorrt_is_one_clear_error(qdq, tmp_path):
 
 @without_tensorrt
 def test_build_component_ends_with_one_line_without_tensorrt(qdq, tmp_path, capsys):
-    from components.build_tensorrt_engine.component import build_tensorrt_engine
+    from visioncompress.components.build_tensorrt_engine.component import build_tensorrt_engine
 
     out, _ = qdq
     with pytest.raises(SystemExit) as exit_info:
@@ -168,8 +168,8 @@ def test_build_component_ends_with_one_line_without_tensorrt(qdq, tmp_path, caps
 
 @without_tensorrt
 def test_optional_tensorrt_skips_build_and_benchmark_with_a_notice(qdq, dataset_dir, tmp_path, capsys):
-    from components.benchmark_gpu.component import benchmark_gpu
-    from components.build_tensorrt_engine.component import build_tensorrt_engine
+    from visioncompress.components.benchmark_gpu.component import benchmark_gpu
+    from visioncompress.components.build_tensorrt_engine.component import build_tensorrt_engine
 
     out, _ = qdq
     engine = Model(uri=str(tmp_path / "engine"))
@@ -184,8 +184,8 @@ def test_optional_tensorrt_skips_build_and_benchmark_with_a_notice(qdq, dataset_
 
 
 def test_local_runs_make_tensorrt_optional_only_when_it_cannot_run(capsys):
-    from pipelines._tensorrt_steps import local_run_params
-    from pipelines.ptq_tensorrt import ptq_tensorrt
+    from visioncompress.pipelines._tensorrt_steps import local_run_params
+    from visioncompress.pipelines.ptq_tensorrt import ptq_tensorrt
 
     defaults = {p.name: p.default for p in inspect.signature(ptq_tensorrt.pipeline_func).parameters.values()}
     assert defaults["TENSORRT_OPTIONAL"] is False  # clusters fail loudly by default
@@ -236,7 +236,7 @@ def test_engine_builds_deserialises_and_matches_fp32(qdq, dataset_dir, fp32_top1
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    from pipelines.ptq_tensorrt import ptq_tensorrt
+    from visioncompress.pipelines.ptq_tensorrt import ptq_tensorrt
 
     path = tmp_path_factory.mktemp("compiled") / "ptq_tensorrt.yaml"
     compiler.Compiler().compile(ptq_tensorrt, str(path))
@@ -274,8 +274,8 @@ def test_engine_build_and_gpu_benchmark_on_gpu_nodes_calibration_on_cpu(compiled
 def test_local_run_without_gpu_skips_tensorrt_and_completes(tmp_path, capfd):
     from kfp import local
 
-    from pipelines._tensorrt_steps import local_run_params
-    from pipelines.ptq_tensorrt import ptq_tensorrt
+    from visioncompress.pipelines._tensorrt_steps import local_run_params
+    from visioncompress.pipelines.ptq_tensorrt import ptq_tensorrt
 
     defaults = {p.name: p.default for p in inspect.signature(ptq_tensorrt.pipeline_func).parameters.values()}
     params = local_run_params({"insize": 16, "MAX_TRAIN_SAMPLES": 400, "MAX_TEST_SAMPLES": 100,

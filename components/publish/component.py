@@ -1,41 +1,8 @@
-from kfp import dsl
-from kfp.dsl import Artifact, Input, Markdown, Model, Output
+"""Upload the given models, the report and a manifest to DESTINATION; move latest.json only within ACCURACY_BUDGET.
 
-from components import CPU_IMAGE
+Generated from the stage's declaration in ``visioncompress.stages``; parameters: README.md beside this file.
+"""
 
+from visioncompress.components import stage_component
 
-@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def publish(
-    report: Input[Markdown],
-    results: Input[Artifact],
-    manifest: Output[Artifact],
-    torch_ptq: Input[Model] = None,
-    onnx_ptq: Input[Model] = None,
-    openvino_ptq: Input[Model] = None,
-    tensorrt_ptq: Input[Model] = None,
-    torch_qat: Input[Model] = None,
-    openvino_qat: Input[Model] = None,
-    distilled: Input[Model] = None,
-    pruned: Input[Model] = None,
-    DESTINATION: str = "",
-    ACCURACY_BUDGET: float = 1.0,
-    RUN_DATE: str = "",
-    PRIMARY: str = "",
-):
-    """Upload the given models, the report and a manifest under DESTINATION/<date>/; move latest within budget."""
-    from visioncompress.kfp_io import stage, write_json
-    from visioncompress.storage import publish as publish_models
-
-    with stage("publish"):
-        candidates = {"torch_ptq": torch_ptq, "onnx_ptq": onnx_ptq, "openvino_ptq": openvino_ptq,
-                      "tensorrt_ptq": tensorrt_ptq, "torch_qat": torch_qat, "openvino_qat": openvino_qat,
-                      "distilled": distilled, "pruned": pruned}
-        given = {name: artifact for name, artifact in candidates.items() if artifact is not None}
-        sources = {name: artifact.uri for name, artifact in given.items()}
-        sources.update(report=report.uri, results=results.uri)
-        published = publish_models({name: a.path for name, a in given.items()}, report.path, results.path,
-                                   DESTINATION, accuracy_budget=ACCURACY_BUDGET, run_date=RUN_DATE or None,
-                                   primary=PRIMARY or None, sources=sources)
-        write_json(manifest, published)
-        manifest.metadata.update({"destination": published["destination"], "top1": published["top1"],
-                                  "latest_moved": published["latest"]["moved"]})
+publish = stage_component('publish')

@@ -52,37 +52,23 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
-def _ensure_project_on_path() -> None:
-    """The pipelines live next to the library in the project; find them for an installed console script."""
-    try:
-        import pipelines.registry  # noqa: F401
-        return
-    except ModuleNotFoundError:
-        pass
-    root = Path(os.environ.get("VC_PROJECT_ROOT") or Path(__file__).resolve().parents[2])
-    if (root / "pipelines" / "registry.py").is_file():
-        sys.path.insert(0, str(root))
-
-
 # ---------------------------------------------------------------- parameters
 
 
 def _pipeline_names() -> list[str]:
-    from pipelines.registry import PIPELINES
+    from visioncompress.config.pipelines import PIPELINES
 
     return sorted(PIPELINES)
 
 
 def _signature(name: str) -> dict:
-    from pipelines.signature import pipeline_signature
+    from visioncompress.config.pipelines import pipeline_spec
 
-    return pipeline_signature(name)
+    return pipeline_spec(name).defaults_map()
 
 
 def _format_default(value: Any) -> str:
-    from pipelines.signature import REQUIRED
-
-    return "(required)" if value is REQUIRED else repr(value)
+    return repr(value)
 
 
 def _parameters_epilog(pipeline: str | None) -> str:
@@ -94,8 +80,12 @@ def _parameters_epilog(pipeline: str | None) -> str:
         return f"(pipeline parameters unavailable: {exc})"
     lines = []
     if pipeline:
+        from visioncompress.config.pipelines import pipeline_spec
+
         lines.append(f"parameters of {pipeline} (set with -p NAME=VALUE or a job file; default shown):")
-        lines += [f"  {k} = {_format_default(v)}" for k, v in signatures[pipeline].items()]
+        for param in pipeline_spec(pipeline).parameters():
+            lines.append(f"  {param.name} = {_format_default(param.default)}")
+            lines.append(f"      {param.help}")
         return "\n".join(lines)
     common = set.intersection(*(set(s) for s in signatures.values())) if signatures else set()
     first = next(iter(signatures.values()), {})
@@ -145,7 +135,7 @@ def _job_params(args) -> tuple[str, dict]:
 
 
 def _validate(pipeline: str, params: dict) -> None:
-    from pipelines.registry import validate_pipeline_params
+    from visioncompress.pipelines.registry import validate_pipeline_params
 
     validate_pipeline_params(pipeline, params)
 
@@ -160,13 +150,14 @@ def _stamp() -> str:
 @dataclass
 class Connection:
     host: str
-    namespace: str
+    namespace: str | None  # the user's namespace (profile) for runs, experiments, recurring runs
     token: str | None
     cookies: str | None
     ssl_ca_cert: str | None
     kube_context: str | None
     proxy: str | None
     timeout: float
+    kfp_namespace: str = "kubeflow"  # where the KFP API service runs (found through --kube-context)
 
     @property
     def where(self) -> str:
@@ -181,8 +172,12 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("KFP connection (flags override the environment variables named)")
     group.add_argument("--host", default=os.environ.get("KFP_HOST", ""),
                        help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline [KFP_HOST]")
-    group.add_argument("--namespace", default=os.environ.get("KFP_NAMESPACE", "kubeflow"),
-                       help="Kubernetes namespace (multi-user KFP: your profile) [KFP_NAMESPACE]")
+    group.add_argument("--namespace", default=os.environ.get("KFP_NAMESPACE") or None,
+                       help="your user namespace (multi-user Kubeflow: your profile) where runs, experiments "
+                            "and recurring runs are created; single-user KFP: leave unset [KFP_NAMESPACE]")
+    group.add_argument("--kfp-namespace", default=os.environ.get("KFP_SERVICE_NAMESPACE", "kubeflow"),
+                       help="with --kube-context: the namespace KFP's API service is installed in "
+                            "[KFP_SERVICE_NAMESPACE]")
     group.add_argument("--token", default=None,
                        help="bearer token; not shown here [KFP_TOKEN, or a file named by KFP_TOKEN_FILE]")
     group.add_argument("--cookies", default=None, help="session cookie(s) from the Kubeflow login [KFP_COOKIES]")
@@ -210,7 +205,8 @@ def _connection(args) -> Connection:
     if host and not host.startswith(("http://", "https://")):
         raise ConfigError("--host", host, "a URL starting with http:// or https://")
     return Connection(host, args.namespace, token, args.cookies or os.environ.get("KFP_COOKIES") or None,
-                      args.ssl_ca_cert, args.kube_context, args.proxy, args.timeout)
+                      args.ssl_ca_cert, args.kube_context, args.proxy, args.timeout,
+                      getattr(args, "kfp_namespace", None) or "kubeflow")
 
 
 def _preflight(conn: Connection) -> None:
@@ -294,20 +290,17 @@ def _client(conn: Connection):
     try:
         with warnings.catch_warnings(), _kfp_errors(conn):
             warnings.simplefilter("ignore", FutureWarning)
-            return kfp.Client(host=conn.host or None, namespace=conn.namespace, existing_token=conn.token,
+            return kfp.Client(host=conn.host or None, namespace=conn.kfp_namespace, existing_token=conn.token,
                               cookies=conn.cookies, ssl_ca_cert=conn.ssl_ca_cert, kube_context=conn.kube_context,
                               proxy=conn.proxy)
     finally:
         root.setLevel(level)
 
 
-def _compile_to(pipeline: str, path: Path) -> Path:
-    from kfp import compiler
+def _compile_to(pipeline: str, path: Path, *, recompute_after_data: bool = False) -> Path:
+    from visioncompress.pipelines.compile import compile_pipeline
 
-    from pipelines.registry import get_pipeline
-
-    compiler.Compiler().compile(get_pipeline(pipeline), str(path))
-    return path
+    return compile_pipeline(pipeline, path, recompute_after_data=recompute_after_data)
 
 
 # ---------------------------------------------------------------- commands
@@ -320,7 +313,7 @@ def cmd_run(args) -> int:
     if conn is None:
         return _run_local(pipeline, params, args.root)
     client = _client(conn)
-    from pipelines.registry import coerce_params, get_pipeline
+    from visioncompress.pipelines.registry import coerce_params, get_pipeline
 
     run_name = f"{args.run_name or pipeline}-{_stamp()}"
     with _kfp_errors(conn):
@@ -332,7 +325,7 @@ def cmd_run(args) -> int:
 
 
 def _run_local(pipeline: str, params: dict, root: str) -> int:
-    from pipelines.local import run_local
+    from visioncompress.pipelines.local import run_local
 
     report = run_local(pipeline, params, root)
     results = report.parent / "results"
@@ -346,7 +339,7 @@ def _run_local(pipeline: str, params: dict, root: str) -> int:
 
 
 def cmd_compile(args) -> int:
-    from pipelines.compile import compile_pipelines
+    from visioncompress.pipelines.compile import compile_pipelines
 
     names = args.pipelines or None
     for name in names or []:
@@ -357,24 +350,45 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def _package_name(path: Path) -> str:
+    """pipelineInfo.name of a compiled pipeline file (what KFP names it)."""
+    import yaml
+
+    try:
+        with path.open() as handle:
+            spec = next(yaml.safe_load_all(handle))
+        return spec["pipelineInfo"]["name"]
+    except (OSError, yaml.YAMLError, StopIteration, KeyError, TypeError) as exc:
+        raise ConfigError("--package", str(path), f"a compiled KFP pipeline YAML ({type(exc).__name__})") from None
+
+
 def cmd_upload(args) -> int:
-    if args.pipeline not in _pipeline_names():
-        raise ConfigError("PIPELINE", args.pipeline, _pipeline_names())
+    if args.package:
+        if args.pipeline:
+            raise ConfigError("PIPELINE", args.pipeline, "left out when --package gives the compiled file")
+        package_path = Path(args.package)
+        if not package_path.is_file():
+            raise ConfigError("--package", args.package, "an existing compiled pipeline YAML file")
+        default_name, label = _package_name(package_path), package_path.stem
+    else:
+        if args.pipeline not in _pipeline_names():
+            raise ConfigError("PIPELINE", args.pipeline, _pipeline_names())
+        from visioncompress.pipelines.registry import get_pipeline
+
+        default_name, label = get_pipeline(args.pipeline).name, args.pipeline
     conn = _connection(args)
     client = _client(conn)
-    from pipelines.registry import get_pipeline
-
-    name = args.name or get_pipeline(args.pipeline).name
+    name = args.name or default_name
     version = None
     with tempfile.TemporaryDirectory() as tmp:
-        package = _compile_to(args.pipeline, Path(tmp) / f"{args.pipeline}.yaml")
+        package = package_path if args.package else _compile_to(args.pipeline, Path(tmp) / f"{label}.yaml")
         with _kfp_errors(conn):
             pipeline_id = client.get_pipeline_id(name)
             if pipeline_id is None:
                 pipeline_id = client.upload_pipeline(str(package), pipeline_name=name,
                                                      description=args.description).pipeline_id
             else:
-                version = args.version or f"{args.pipeline}-{_stamp()}"
+                version = args.version or f"{label}-{_stamp()}"
                 created = client.upload_pipeline_version(str(package), pipeline_version_name=version,
                                                          pipeline_id=pipeline_id, description=args.description)
     if version is None:
@@ -409,7 +423,9 @@ def cmd_schedule_create(args) -> int:
     client = _client(conn)
     name = args.name or f"{pipeline}-scheduled"
     with tempfile.TemporaryDirectory() as tmp:
-        package = _compile_to(pipeline, Path(tmp) / f"{pipeline}.yaml")
+        # Without --cache a scheduled run recomputes every step after data preparation (a weekly run must
+        # train, measure and publish anew); --cache / --no-cache force caching on / off for every step.
+        package = _compile_to(pipeline, Path(tmp) / f"{pipeline}.yaml", recompute_after_data=args.cache is None)
         with _kfp_errors(conn):
             experiment = client.create_experiment(args.experiment, namespace=conn.namespace)
             recurring = client.create_recurring_run(
@@ -530,14 +546,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                formatter_class=_Formatter,
                                description="Compile pipelines to <output-dir>/<name>.yaml.")
     comp.add_argument("pipelines", nargs="*", metavar="PIPELINE", help="pipelines to compile (default: all)")
-    comp.add_argument("--output-dir", default=".", help="folder for the YAML files")
+    comp.add_argument("--output-dir", default=str(Path("pipelines") / "compiled"),
+                      help="folder for the YAML files (relative to the current directory)")
     comp.set_defaults(func=cmd_compile)
 
     up = commands.add_parser("upload", help="upload a pipeline, or a new version of it, to KFP",
                              formatter_class=_Formatter,
                              description="Compile PIPELINE and upload it; if a pipeline of that name exists,\n"
-                                         "upload a new version of it.")
-    up.add_argument("pipeline", metavar="PIPELINE", help="pipeline to upload")
+                                         "upload a new version of it. --package uploads a compiled file as it is\n"
+                                         "(the YAML a platform team reviewed) instead of compiling.")
+    up.add_argument("pipeline", metavar="PIPELINE", nargs="?", default=None, help="pipeline to compile and upload")
+    up.add_argument("--package", metavar="FILE.yaml", default=None,
+                    help="upload this compiled pipeline file instead of compiling PIPELINE")
     up.add_argument("--name", default=None, help="name in KFP (default: the pipeline's own name, "
                                                  "e.g. visioncompress-ptq-torch)")
     up.add_argument("--version", default=None, help="version name (default: PIPELINE-<UTC date-time>)")
@@ -583,7 +603,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _ensure_project_on_path()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     if getattr(args, "max_concurrency", 1) < 1:

@@ -2,8 +2,14 @@
 
 They are read when pipelines are compiled, so a platform team sets them once in its build:
     VC_IMAGE_CPU, VC_IMAGE_GPU, VC_CPU_NODE_SELECTOR ("key=value"), VC_GPU_NODE_SELECTOR,
-    VC_GPU_ACCELERATOR, VC_GPU_LIMIT, VC_GPU_TOLERATION ("key=value:Effect"),
-    VC_CPU_REQUEST, VC_MEMORY_REQUEST, VC_CPU_LIMIT, VC_MEMORY_LIMIT.
+    VC_GPU_ACCELERATOR, VC_GPU_LIMIT, VC_GPU_TOLERATION ("key:Effect" or "key=value:Effect"),
+    VC_CPU_REQUEST, VC_MEMORY_REQUEST, VC_CPU_LIMIT, VC_MEMORY_LIMIT,
+    VC_TIMEOUT_<KIND> (seconds; KIND one of DATA, TRAIN, COMPUTE, MEASURE, REPORT, PUBLISH, GPU),
+    VC_RETRIES (retries of the steps that touch the network or a GPU).
+
+The defaults run on any cluster: CPU steps select ``kubernetes.io/arch=amd64`` (a label every node has;
+OpenVINO needs x86), GPU steps select ``nvidia.com/gpu.present=true`` (NVIDIA GPU Feature Discovery /
+GPU Operator) and tolerate the ``nvidia.com/gpu`` taint.
 """
 
 from __future__ import annotations
@@ -27,8 +33,18 @@ def _key_value(text: str, name: str) -> tuple[str, str]:
 @dataclass(frozen=True)
 class Toleration:
     key: str
-    value: str
+    value: str  # empty: tolerate the key with any value (operator Exists)
     effect: str
+
+    @property
+    def operator(self) -> str:
+        return "Equal" if self.value else "Exists"
+
+
+# Per-stage-kind step limits (seconds) and retries; see visioncompress.stages for each stage's kind.
+STEP_KINDS = ("data", "train", "compute", "measure", "report", "publish", "gpu")
+DEFAULT_TIMEOUTS = {"data": 2 * 3600, "train": 24 * 3600, "compute": 4 * 3600, "measure": 2 * 3600,
+                    "report": 1800, "publish": 3600, "gpu": 4 * 3600}
 
 
 @dataclass(frozen=True)
@@ -44,26 +60,38 @@ class Settings:
     memory_request: str
     cpu_limit: str
     memory_limit: str
+    timeouts: dict
+    retries: int
 
 
 def load_settings() -> Settings:
-    toleration_text = _env("VC_GPU_TOLERATION", "nvidia.com/gpu=present:NoSchedule")
+    toleration_text = _env("VC_GPU_TOLERATION", "nvidia.com/gpu:NoSchedule")
     key_value, _, effect = toleration_text.partition(":")
-    tol_key, tol_value = _key_value(key_value, "VC_GPU_TOLERATION")
+    tol_key, _, tol_value = key_value.partition("=")
+    if not tol_key.strip():
+        raise ValueError(f"VC_GPU_TOLERATION={toleration_text!r} must look like 'key:Effect' or 'key=value:Effect'")
+    timeouts = {}
+    for kind, default in DEFAULT_TIMEOUTS.items():
+        text = _env(f"VC_TIMEOUT_{kind.upper()}", str(default))
+        if not text.isdigit() or int(text) <= 0:
+            raise ValueError(f"VC_TIMEOUT_{kind.upper()}={text!r} must be a positive number of seconds")
+        timeouts[kind] = int(text)
     return Settings(
         image_cpu=_env("VC_IMAGE_CPU", "ghcr.io/visioncompress/visioncompress-cpu:0.1.0"),
         image_gpu=_env("VC_IMAGE_GPU", "ghcr.io/visioncompress/visioncompress-gpu:0.1.0"),
         cpu_node_selector=_key_value(
-            _env("VC_CPU_NODE_SELECTOR", "visioncompress.io/pool=cpu"), "VC_CPU_NODE_SELECTOR"
+            _env("VC_CPU_NODE_SELECTOR", "kubernetes.io/arch=amd64"), "VC_CPU_NODE_SELECTOR"
         ),
         gpu_node_selector=_key_value(
-            _env("VC_GPU_NODE_SELECTOR", "visioncompress.io/pool=gpu"), "VC_GPU_NODE_SELECTOR"
+            _env("VC_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true"), "VC_GPU_NODE_SELECTOR"
         ),
         gpu_accelerator=_env("VC_GPU_ACCELERATOR", "nvidia.com/gpu"),
         gpu_limit=int(_env("VC_GPU_LIMIT", "1")),
-        gpu_toleration=Toleration(tol_key, tol_value, effect or "NoSchedule"),
+        gpu_toleration=Toleration(tol_key.strip(), tol_value.strip(), effect or "NoSchedule"),
         cpu_request=_env("VC_CPU_REQUEST", "2"),
         memory_request=_env("VC_MEMORY_REQUEST", "4G"),
         cpu_limit=_env("VC_CPU_LIMIT", "4"),
         memory_limit=_env("VC_MEMORY_LIMIT", "16G"),
+        timeouts=timeouts,
+        retries=int(_env("VC_RETRIES", "3")),
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 from visioncompress.artifacts import read_model_metadata
 from visioncompress.benchmark.measure import latency, sample_batch, top1
 from visioncompress.benchmark.runners import default_threads, runner_for
+from visioncompress.resources import cpu_quota
 from visioncompress.config import BenchmarkConfig
 from visioncompress.data import load_dataset
 from visioncompress.log import get_logger
@@ -45,6 +46,7 @@ def _rows(label: str, backend: str, metadata, size_mb: float, accuracy: float, n
         "variant": label, "backend": backend, "format": metadata.format, "precision": metadata.precision,
         "stage": metadata.stage, "architecture": metadata.architecture, "batch_size": batch_size,
         **timing, "top1": round(accuracy, 3), "test_images": n_images, "size_mb": size_mb, "threads": threads,
+        "cpu_quota": cpu_quota(),
     } for batch_size, timing in timings.items()]
 
 

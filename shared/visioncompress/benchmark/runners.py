@@ -12,7 +12,10 @@ from visioncompress.errors import MissingDependencyError
 
 
 def default_threads(threads: int = 0) -> int:
-    return threads or len(os.sched_getaffinity(0))
+    """THREADS when set, else the pod's CPU quota, else the visible cores."""
+    from visioncompress.resources import thread_count
+
+    return thread_count(threads).count
 
 
 class TorchRunner:

@@ -11,9 +11,10 @@ from visioncompress.config.publish import PublishConfig
 from visioncompress.config.qat import OpenVinoQATConfig, TorchQATConfig
 from visioncompress.config.quantize import OnnxPTQConfig, OpenVinoPTQConfig, TorchPTQConfig
 from visioncompress.config.tensorrt import TensorRTConfig
+from visioncompress.config.runtime import RuntimeConfig, StorageConfig
 from visioncompress.config.train import ModelConfig, TrainConfig
 
 __all__ = [
     "BenchmarkConfig", "DataConfig", "DistillConfig", "GroupFisherConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig",
-    "OpenVinoQATConfig", "PruneConfig", "PublishConfig", "TensorRTConfig", "TorchPTQConfig", "TorchQATConfig", "TrainConfig", "config_from", "from_spec", "spec_names", "to_spec", "validate_params",
+    "OpenVinoQATConfig", "PruneConfig", "PublishConfig", "RuntimeConfig", "StorageConfig", "TensorRTConfig", "TorchPTQConfig", "TorchQATConfig", "TrainConfig", "config_from", "from_spec", "spec_names", "to_spec", "validate_params",
 ]

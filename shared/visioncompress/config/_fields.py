@@ -6,20 +6,10 @@ import dataclasses
 import difflib
 from typing import Any, Iterable, Mapping, TypeVar
 
+from visioncompress.config.catalog import param  # noqa: F401  (re-exported for the config modules)
 from visioncompress.errors import ConfigError
 
 C = TypeVar("C")
-
-
-def spec_field(default: Any, spec: str, *, help: str = "") -> Any:
-    """A dataclass field that also records its name in the nyuntam_vision spec."""
-    factory = None
-    if isinstance(default, (list, dict)):
-        factory, default = (lambda d=default: type(d)(d)), dataclasses.MISSING
-    kwargs = {"metadata": {"spec": spec, "help": help}}
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, **kwargs)
-    return dataclasses.field(default=default, **kwargs)
 
 
 def spec_names(cls: type) -> dict[str, str]:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visioncompress.config._fields import check_int, spec_field
+from visioncompress.config._fields import check_int, param
 from visioncompress.errors import ConfigError
 
 
 @dataclass
 class BenchmarkConfig:
-    batch_size: int = spec_field(1, "BATCH_SIZE", help="the second latency batch size (batch 1 is always measured)")
-    extra_batch_sizes: list = spec_field([32], "LATENCY_BATCH_SIZES", help="more latency batch sizes")
-    warmup: int = spec_field(5, "WARMUP", help="untimed runs before timing")
-    iterations: int = spec_field(30, "ITERATIONS", help="timed runs per batch size (at most)")
-    time_budget_s: float = spec_field(10.0, "TIME_BUDGET_S", help="stop timing a batch size after this long")
-    max_test_samples: int = spec_field(0, "MAX_TEST_SAMPLES", help="cap on test images for accuracy (0 = all)")
-    threads: int = spec_field(0, "THREADS", help="intra-op threads for every runtime (0 = all cores)")
+    batch_size: int = param('BATCH_SIZE')
+    extra_batch_sizes: list = param('LATENCY_BATCH_SIZES')
+    warmup: int = param('WARMUP')
+    iterations: int = param('ITERATIONS')
+    time_budget_s: float = param('TIME_BUDGET_S')
+    max_test_samples: int = param('MAX_TEST_SAMPLES')
+    threads: int = param('THREADS')
 
     def __post_init__(self) -> None:
         self.batch_size = check_int("BATCH_SIZE", self.batch_size, minimum=1)

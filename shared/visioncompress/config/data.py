@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visioncompress.config._fields import check_choice, check_float, check_int, spec_field
+from visioncompress.config._fields import check_choice, check_float, check_int, param
 
 DATA_SOURCES = ("fashion-mnist", "folder", "torchvision", "coco", "fashion-mnist-detection")
 DETECTION_SOURCES = ("coco", "fashion-mnist-detection")
@@ -12,16 +12,15 @@ DETECTION_SOURCES = ("coco", "fashion-mnist-detection")
 
 @dataclass
 class DataConfig:
-    source: str = spec_field("fashion-mnist", "DATASET_SOURCE",
-                             help="classification: fashion-mnist (offline), folder (class-per-subfolder dir or archive), torchvision; detection: coco (COCO folder or archive), fashion-mnist-detection (offline: Fashion-MNIST items on photographs)")
-    dataset_name: str = spec_field("", "DATASET_NAME", help="torchvision dataset class name, e.g. CIFAR10")
-    path: str = spec_field("", "DATASET_PATH", help="local folder/archive, s3://bucket/key or minio://bucket/key, or download root for torchvision")
-    insize: int = spec_field(32, "insize", help="square input size A (A x A)")
-    val_fraction: float = spec_field(0.1, "VAL_FRACTION", help="share of training data held out for validation")
-    calibration_samples: int = spec_field(512, "CALIBRATION_SAMPLES", help="calibration images drawn from training data")
-    max_train_samples: int = spec_field(0, "MAX_TRAIN_SAMPLES", help="cap on training images (0 = all)")
-    max_test_samples: int = spec_field(0, "MAX_TEST_SAMPLES", help="cap on test images (0 = all)")
-    seed: int = spec_field(0, "SEED", help="seed for splits and sampling")
+    source: str = param('DATASET_SOURCE')
+    dataset_name: str = param('DATASET_NAME')
+    path: str = param('DATASET_PATH')
+    insize: int = param('insize')
+    val_fraction: float = param('VAL_FRACTION')
+    calibration_samples: int = param('CALIBRATION_SAMPLES')
+    max_train_samples: int = param('MAX_TRAIN_SAMPLES')
+    max_test_samples: int = param('MAX_TEST_SAMPLES')
+    seed: int = param('SEED')
 
     @property
     def task(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visioncompress.config._fields import check_choice, check_float, check_int, spec_field
+from visioncompress.config._fields import check_choice, check_float, check_int, param
 from visioncompress.errors import ConfigError
 
 NORM_TYPES = ("act", "flops")
@@ -12,12 +12,11 @@ NORM_TYPES = ("act", "flops")
 
 @dataclass
 class GroupFisherConfig:
-    interval: int = spec_field(10, "INTERVAL", help="training iterations between two pruning steps")
-    norm_type: str = spec_field("act", "NORM_TYPE", help="act: Fisher importance per unit of activation memory; "
-                                "flops: per unit of FLOPs")
-    lr_ratio: float = spec_field(0.1, "LR_RATIO", help="learning-rate factor while pruning is under way")
-    target_flop_ratio: float = spec_field(0.5, "TARGET_FLOP_RATIO", help="share of the FLOPs to keep, in (0, 1)")
-    epochs: int = spec_field(20, "EPOCHS", help="training epochs (pruning in the first half, recovery after)")
+    interval: int = param('INTERVAL')
+    norm_type: str = param('NORM_TYPE')
+    lr_ratio: float = param('LR_RATIO')
+    target_flop_ratio: float = param('TARGET_FLOP_RATIO')
+    epochs: int = param('EPOCHS')
 
     def __post_init__(self) -> None:
         self.interval = check_int("INTERVAL", self.interval, minimum=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visioncompress.config._fields import check_choice, check_float, check_int, spec_field
+from visioncompress.config._fields import check_choice, check_float, check_int, param
 from visioncompress.errors import ConfigError
 
 DISTILL_METHODS = ("pkd", "cwd", "pkd_yolo")
@@ -12,20 +12,15 @@ DISTILL_METHODS = ("pkd", "cwd", "pkd_yolo")
 
 @dataclass
 class DistillConfig:
-    teacher_model: str = spec_field("vgg16", "TEACHER_MODEL",
-                                    help="torchvision name of the teacher (also the architecture a state_dict "
-                                         "in CUSTOM_TEACHER_PATH is loaded into)")
-    custom_teacher_path: str = spec_field("", "CUSTOM_TEACHER_PATH",
-                                          help="the teacher as a .pt/.pth (state_dict or whole module) or a model "
-                                               "artifact dir; empty: TEACHER_MODEL built by name")
-    method: str = spec_field("pkd", "METHOD", help="detection distillation method: pkd, cwd (torchvision and "
-                             "MMDetection detectors), pkd_yolo (MMYOLO); not used for classification")
-    epochs: int = spec_field(20, "EPOCHS", help="distillation epochs")
-    lr: float = spec_field(0.01, "LR", help="distillation learning rate")
-    lambda_: float = spec_field(0.5, "LAMBDA", help="weight of cross entropy; 1 - LAMBDA weighs the KL term")
-    temperature: float = spec_field(20, "TEMPERATURE", help="softmax temperature of the KL term")
-    seed: int = spec_field(43, "SEED", help="random seed of the student's training")
-    weight_decay: float = spec_field(0.0005, "WEIGHT_DECAY", help="weight decay during distillation")
+    teacher_model: str = param('TEACHER_MODEL')
+    custom_teacher_path: str = param('CUSTOM_TEACHER_PATH')
+    method: str = param('METHOD')
+    epochs: int = param('EPOCHS')
+    lr: float = param('LR')
+    lambda_: float = param('LAMBDA')
+    temperature: float = param('TEMPERATURE')
+    seed: int = param('SEED')
+    weight_decay: float = param('WEIGHT_DECAY')
 
     def __post_init__(self) -> None:
         from visioncompress.detection.zoo import detection_model_names

@@ -271,10 +271,9 @@ def map_job(job: Mapping[str, Any], pipeline: str | None = None, *,
     ``parameters_of(name)`` returns a pipeline's parameters and defaults (the registry by default).
     """
     if parameters_of is None or available is None:
-        from pipelines.registry import PIPELINES
-        from pipelines.signature import pipeline_signature
+        from visioncompress.config.pipelines import PIPELINES, pipeline_spec
 
-        parameters_of = parameters_of or pipeline_signature
+        parameters_of = parameters_of or (lambda name: pipeline_spec(name).defaults_map())
         available = PIPELINES if available is None else available
     available = list(available)
     route = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visioncompress.config._fields import check_bool, check_choice, check_int, spec_field
+from visioncompress.config._fields import check_bool, check_choice, check_int, param
 from visioncompress.errors import ConfigError
 
 # The spec's pruner names -> torch-pruning 1.6 classes (tp.pruner.*). MetaPruner is an alias of BasePruner there.
@@ -33,19 +33,13 @@ def _target_fraction(value) -> float:
 
 @dataclass
 class PruneConfig:
-    pruner_name: str = spec_field("GroupNormPruner", "PRUNER_NAME",
-                                  help="MetaPruner, GroupNormPruner or BNSPruner (torch-pruning)")
-    group_importance: str = spec_field("GroupNormImportance", "GROUP_IMPORTANCE",
-                                       help="GroupNormImportance (L2 magnitude) or GroupTaylorImportance")
-    target_prune_rate: float = spec_field(0.5, "TARGET_PRUNE_RATE",
-                                          help="fraction (0.5) or percentage (50) of parameters to remove")
-    bottleneck: bool = spec_field(False, "BOTTLENECK", help="transformers: keep the embedding width, prune only "
-                                  "the MLP hidden layers and attention internals")
-    prune_num_heads: bool = spec_field(True, "PRUNE_NUM_HEADS", help="transformers: remove whole attention heads "
-                                       "(False: shrink every head's dimension instead)")
-    iterative_steps: int = spec_field(1, "ITERATIVE_STEPS", help="prune in this many steps, re-ranking each time")
-    sparsity_epochs: int = spec_field(0, "SPARSITY_EPOCHS", help="sparse-training epochs with the pruner's "
-                                      "regulariser before pruning (GroupNormPruner, BNSPruner)")
+    pruner_name: str = param('PRUNER_NAME')
+    group_importance: str = param('GROUP_IMPORTANCE')
+    target_prune_rate: float = param('TARGET_PRUNE_RATE')
+    bottleneck: bool = param('BOTTLENECK')
+    prune_num_heads: bool = param('PRUNE_NUM_HEADS')
+    iterative_steps: int = param('ITERATIVE_STEPS')
+    sparsity_epochs: int = param('SPARSITY_EPOCHS')
 
     def __post_init__(self) -> None:
         self.pruner_name = check_choice("PRUNER_NAME", _ALIASES.get(str(self.pruner_name).strip().lower(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visioncompress.config._fields import check_bool, check_choice, check_float, check_int, spec_field
+from visioncompress.config._fields import check_bool, check_choice, check_float, check_int, param
 
 TORCH_QAT_ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")
 
@@ -22,10 +22,10 @@ def _check_common(config) -> None:
 
 @dataclass
 class TorchQATConfig:
-    qat_epochs: int = spec_field(1, "QAT_EPOCHS", help="epochs of training with fake quantization")
-    qat_learning_rate: float = spec_field(1e-4, "QAT_LEARNING_RATE", help="learning rate during QAT")
-    batch_size: int = spec_field(1, "BATCH_SIZE", help="QAT training batch size")
-    engine: str = spec_field("x86", "QUANTIZED_ENGINE", help="torch quantized engine: x86, fbgemm, onednn, qnnpack")
+    qat_epochs: int = param('QAT_EPOCHS')
+    qat_learning_rate: float = param('QAT_LEARNING_RATE')
+    batch_size: int = param('BATCH_SIZE')
+    engine: str = param('QUANTIZED_ENGINE')
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -34,11 +34,11 @@ class TorchQATConfig:
 
 @dataclass
 class OpenVinoQATConfig:
-    qat_epochs: int = spec_field(1, "QAT_EPOCHS", help="epochs of training with NNCF fake quantization")
-    qat_learning_rate: float = spec_field(1e-4, "QAT_LEARNING_RATE", help="learning rate during QAT")
-    batch_size: int = spec_field(1, "BATCH_SIZE", help="QAT training batch size")
-    transformer: bool = spec_field(True, "TRANSFORMER", help="use NNCF's transformer model type")
-    subset_size: int = spec_field(300, "SUBSET_SIZE", help="calibration images for the initial quantizer ranges")
+    qat_epochs: int = param('QAT_EPOCHS')
+    qat_learning_rate: float = param('QAT_LEARNING_RATE')
+    batch_size: int = param('BATCH_SIZE')
+    transformer: bool = param('TRANSFORMER')
+    subset_size: int = param('SUBSET_SIZE')
 
     def __post_init__(self) -> None:
         _check_common(self)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visioncompress.config._fields import check_bool, check_choice, check_int, spec_field
+from visioncompress.config._fields import check_bool, check_choice, check_int, param
 from visioncompress.errors import ConfigError
 
 TORCH_PTQ_CHOICES = ("static", "weight", "fusion")
@@ -20,10 +20,9 @@ def _strip_prefix(value: str, prefix: str) -> str:
 
 @dataclass
 class TorchPTQConfig:
-    choice: str = spec_field("static", "choice", help="static (INT8 weights+activations), weight (INT8 weights, "
-                             "dynamic activations), fusion (fold Conv/BN/ReLU only, FP32)")
-    batch_size: int = spec_field(1, "BATCH_SIZE", help="calibration batch size")
-    engine: str = spec_field("x86", "QUANTIZED_ENGINE", help="torch quantized engine: x86, fbgemm, onednn, qnnpack")
+    choice: str = param('choice')
+    batch_size: int = param('BATCH_SIZE')
+    engine: str = param('QUANTIZED_ENGINE')
 
     def __post_init__(self) -> None:
         self.choice = check_choice("choice", self.choice, TORCH_PTQ_CHOICES)
@@ -33,12 +32,12 @@ class TorchPTQConfig:
 
 @dataclass
 class OnnxPTQConfig:
-    quant_format: str = spec_field("QuantFormat.QDQ", "quant_format", help="QuantFormat.QDQ or QuantFormat.QOperator")
-    per_channel: bool = spec_field(False, "per_channel", help="per-channel weight scales")
-    activation_type: str = spec_field("QuantType.QInt8", "activation_type", help="activation data type")
-    weight_type: str = spec_field("QuantType.QInt8", "weight_type", help="weight data type")
-    calibrate_method: str = spec_field("MinMax", "calibrate_method", help="MinMax, Entropy, Percentile, Distribution")
-    batch_size: int = spec_field(1, "BATCH_SIZE", help="calibration batch size")
+    quant_format: str = param('quant_format')
+    per_channel: bool = param('per_channel')
+    activation_type: str = param('activation_type')
+    weight_type: str = param('weight_type')
+    calibrate_method: str = param('calibrate_method')
+    batch_size: int = param('BATCH_SIZE')
 
     def __post_init__(self) -> None:
         self.quant_format = check_choice("quant_format", _strip_prefix(self.quant_format, "QuantFormat."),
@@ -67,9 +66,9 @@ class OnnxPTQConfig:
 
 @dataclass
 class OpenVinoPTQConfig:
-    transformer: bool = spec_field(True, "TRANSFORMER", help="use NNCF's transformer model type")
-    subset_size: int = spec_field(300, "SUBSET_SIZE", help="calibration samples NNCF uses")
-    preset: str = spec_field("performance", "PRESET", help="performance (symmetric) or mixed (asymmetric activations)")
+    transformer: bool = param('TRANSFORMER')
+    subset_size: int = param('SUBSET_SIZE')
+    preset: str = param('PRESET')
 
     def __post_init__(self) -> None:
         self.transformer = check_bool("TRANSFORMER", self.transformer)

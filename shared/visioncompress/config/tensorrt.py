@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visioncompress.config._fields import check_bool, check_choice, check_int, spec_field
+from visioncompress.config._fields import check_bool, check_choice, check_int, param
 from visioncompress.errors import ConfigError
 
 TENSORRT_CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
@@ -16,21 +16,19 @@ TENSORRT_CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 
 @dataclass
 class TensorRTConfig:
-    batch_size: int = spec_field(1, "BATCH_SIZE", help="engine batch size (the optimal batch of the profile when "
-                                 "DYNAMIC_BATCH is true)")
-    fp16_fallback: bool = spec_field(True, "FP16_FALLBACK", help="let layers without Q/DQ run in FP16 instead of "
-                                     "FP32 (TensorRT 10; TensorRT 11 keeps the ONNX types)")
-    dynamic_batch: bool = spec_field(False, "DYNAMIC_BATCH", help="build a batch profile min 1 / opt BATCH_SIZE / "
-                                     "max MAX_BATCH_SIZE instead of a fixed BATCH_SIZE")
-    max_batch_size: int = spec_field(32, "MAX_BATCH_SIZE", help="largest batch of the dynamic profile")
-    workspace_mb: int = spec_field(1024, "WORKSPACE_MB", help="TensorRT builder workspace memory pool, MiB")
-    calibration_batch_size: int = spec_field(32, "CALIBRATION_BATCH_SIZE", help="images per calibration batch")
-    calibration_method: str = spec_field("MinMax", "CALIBRATION_METHOD",
-                                         help="activation range calibration: MinMax, Entropy, Percentile")
+    batch_size: int = param('BATCH_SIZE')
+    fp16_fallback: bool = param('FP16_FALLBACK')
+    dynamic_batch: bool = param('DYNAMIC_BATCH')
+    max_batch_size: int = param('MAX_BATCH_SIZE')
+    workspace_mb: int = param('WORKSPACE_MB')
+    calibration_batch_size: int = param('CALIBRATION_BATCH_SIZE')
+    calibration_method: str = param('CALIBRATION_METHOD')
+    optional: bool = param('TENSORRT_OPTIONAL')
 
     def __post_init__(self) -> None:
         self.batch_size = check_int("BATCH_SIZE", self.batch_size, minimum=1)
         self.fp16_fallback = check_bool("FP16_FALLBACK", self.fp16_fallback)
+        self.optional = check_bool("TENSORRT_OPTIONAL", self.optional)
         self.dynamic_batch = check_bool("DYNAMIC_BATCH", self.dynamic_batch)
         self.max_batch_size = check_int("MAX_BATCH_SIZE", self.max_batch_size, minimum=1)
         self.workspace_mb = check_int("WORKSPACE_MB", self.workspace_mb, minimum=16)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visioncompress.config._fields import check_bool, check_float, check_int, spec_field
+from visioncompress.config._fields import check_bool, check_float, check_int, param
 from visioncompress.errors import ConfigError
 
 
@@ -47,10 +47,9 @@ def canonical_optimizer(value: str) -> str:
 class ModelConfig:
     """Which model to start from."""
 
-    model: str = spec_field("resnet18", "MODEL", help="torchvision classification model name")
-    pretrained: bool = spec_field(False, "PRETRAINED", help="load ImageNet weights when no custom model is given")
-    custom_model_path: str = spec_field("", "CUSTOM_MODEL_PATH",
-                                        help="a torch.save'd model or state_dict (.pt/.pth), or a model artifact dir")
+    model: str = param('MODEL')
+    pretrained: bool = param('PRETRAINED')
+    custom_model_path: str = param('CUSTOM_MODEL_PATH')
 
     def __post_init__(self) -> None:
         from visioncompress.detection.zoo import detection_model_names
@@ -69,15 +68,15 @@ class ModelConfig:
 class TrainConfig:
     """Optional fine-tuning (TRAINING) with the spec's defaults."""
 
-    training: bool = spec_field(True, "TRAINING", help="fine-tune before compression")
-    validate: bool = spec_field(True, "VALIDATE", help="validate during fine-tuning")
-    validation_interval: int = spec_field(1, "VALIDATION_INTERVAL", help="epochs between validations")
-    criterion: str = spec_field("CrossEntropyLoss", "CRITERION", help="a torch.nn loss class name")
-    learning_rate: float = spec_field(0.001, "LEARNING_RATE", help="fine-tuning learning rate")
-    finetune_epochs: int = spec_field(1, "FINETUNE_EPOCHS", help="fine-tuning epochs")
-    optimizer: str = spec_field("Adam", "OPTIMIZER", help="a torch.optim class name")
-    batch_size: int = spec_field(1, "BATCH_SIZE", help="batch size")
-    seed: int = spec_field(43, "SEED", help="random seed")
+    training: bool = param('TRAINING')
+    validate: bool = param('VALIDATE')
+    validation_interval: int = param('VALIDATION_INTERVAL')
+    criterion: str = param('CRITERION')
+    learning_rate: float = param('LEARNING_RATE')
+    finetune_epochs: int = param('FINETUNE_EPOCHS')
+    optimizer: str = param('OPTIMIZER')
+    batch_size: int = param('BATCH_SIZE')
+    seed: int = param('SEED')
 
     def __post_init__(self) -> None:
         self.training = check_bool("TRAINING", self.training)

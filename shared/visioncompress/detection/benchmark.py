@@ -9,6 +9,7 @@ import numpy as np
 
 from visioncompress.benchmark.measure import latency
 from visioncompress.benchmark.runners import default_threads
+from visioncompress.resources import cpu_quota
 from visioncompress.config import BenchmarkConfig
 from visioncompress.detection.data import DetectionData, load_detection_dataset
 from visioncompress.detection.metrics import coco_map
@@ -53,7 +54,7 @@ def benchmark_detector(model_dir: str | os.PathLike, dataset_dir: str | os.PathL
         rows.append({"variant": label, "backend": metadata.backend, "format": metadata.format,
                      "precision": metadata.precision, "stage": metadata.stage, "architecture": metadata.architecture,
                      "task": "detection", "batch_size": batch_size, **timing, **scores, "test_images": n_images,
-                     "size_mb": size, "threads": threads})
+                     "size_mb": size, "threads": threads, "cpu_quota": cpu_quota()})
     log.info("%s/%s: mAP %.2f mAP50 %.2f, p50 %s", label, metadata.backend, scores["mAP"], scores["mAP50"],
              {r["batch_size"]: r["p50_ms"] for r in rows})
     return rows

@@ -55,6 +55,17 @@ def machine_description() -> str:
     return f"{cpu}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}"
 
 
+def threads_description(rows: list[dict]) -> str:
+    """What the benchmark steps used: thread counts and the pods' CPU quotas, as recorded in the rows."""
+    threads = sorted({r["threads"] for r in rows if r.get("threads")})
+    quotas = sorted({r.get("cpu_quota") for r in rows}, key=lambda q: (q is None, q or 0))
+    if not threads:
+        return ""
+    quota = ", ".join("none" if q is None else f"{q:g} CPUs" for q in quotas)
+    return (f"Runtimes used {', '.join(map(str, threads))} intra-op thread(s) (THREADS, else the pod's CPU "
+            f"quota); CPU quota of the benchmark pods: {quota}.")
+
+
 def build_report(rows: list[dict], markdown_path: str | os.PathLike, json_path: str | os.PathLike | None = None,
                  *, title: str = "visioncompress comparison") -> str:
     """Write the Markdown report (plot embedded) and, if asked, the enriched rows as JSON."""
@@ -63,7 +74,7 @@ def build_report(rows: list[dict], markdown_path: str | os.PathLike, json_path: 
     text = "\n".join([
         f"# {title}", "",
         f"Measured on {machine_description()}. Speed-up and the accuracy change (Δ) are against FP32 "
-        "in the same runtime at the same batch size.", "", table, "",
+        "in the same runtime at the same batch size.", threads_description(rows), "", table, "",
         f"![latency vs accuracy](data:image/png;base64,{image})" if image else "", "",
     ])
     Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)

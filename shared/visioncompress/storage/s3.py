@@ -3,8 +3,9 @@
 Settings are environment variables (a platform team sets them once; pipelines copy the ones that are
 set onto the tasks that need storage when they are compiled):
 
-    VC_S3_ENDPOINT    host[:port] or http(s)://host[:port]; default s3.amazonaws.com (minio:// needs it set)
-    VC_S3_SECURE      TLS on/off (default true; an http:// endpoint turns it off)
+    VC_S3_ENDPOINT    host[:port] or http(s)://host[:port]; default the in-cluster MinIO of a standard Kubeflow
+                      install, minio-service.kubeflow:9000 (AWS: s3.amazonaws.com)
+    VC_S3_SECURE      TLS on/off (default: off for the in-cluster MinIO, on otherwise; http:// turns it off)
     VC_S3_REGION      bucket region (default: asked from the server)
     VC_S3_CA_BUNDLE   CA certificate file for an endpoint with a private CA
     VC_S3_CERT_CHECK  verify the server certificate (default true)
@@ -147,6 +148,10 @@ def parse_secret_keys(text: str) -> dict[str, str]:
     return mapping
 
 
+# KFP's own object store in a standard Kubeflow install (namespace kubeflow), plain HTTP inside the cluster.
+DEFAULT_ENDPOINT = "minio-service.kubeflow:9000"
+
+
 @dataclass(frozen=True)
 class StorageSettings:
     endpoint: str
@@ -165,9 +170,7 @@ class StorageSettings:
         return f"{'https' if self.secure else 'http'}://{self.endpoint_for(scheme) or '<unset>'}"
 
     def endpoint_for(self, scheme: str) -> str:
-        if self.endpoint:
-            return self.endpoint
-        return "s3.amazonaws.com" if scheme == "s3" else ""
+        return self.endpoint
 
 
 def _credentials(env: Mapping[str, str]) -> tuple[str | None, str | None, str | None, str]:
@@ -186,8 +189,8 @@ def _credentials(env: Mapping[str, str]) -> tuple[str | None, str | None, str | 
 
 def load_storage_settings(env: Mapping[str, str] | None = None) -> StorageSettings:
     env = os.environ if env is None else env
-    endpoint = env.get("VC_S3_ENDPOINT", "").strip()
-    secure = _flag(env, "VC_S3_SECURE", True)
+    endpoint = env.get("VC_S3_ENDPOINT", "").strip() or DEFAULT_ENDPOINT
+    secure = _flag(env, "VC_S3_SECURE", endpoint != DEFAULT_ENDPOINT)
     if "://" in endpoint:
         scheme, _, rest = endpoint.partition("://")
         if scheme.lower() not in {"http", "https"} or "/" in rest.rstrip("/"):

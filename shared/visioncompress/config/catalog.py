@@ -1,0 +1,209 @@
+"""Every run parameter, declared once: name (as the spec spells it), type, default and description.
+
+Stage configs take their fields from here (``param("NAME")``); pipeline signatures, component inputs,
+compiled-YAML descriptions, CLI help, component READMEs and the job-file mapping all read this table.
+Which stages read a parameter follows from the configs that use it (``visioncompress.stages``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type
+    default: Any
+    help: str
+    internal: bool = False  # wiring between tasks, set by pipelines: never a pipeline (run) parameter
+    item: type = int  # element type of a list parameter
+
+    @property
+    def type_name(self) -> str:
+        """The annotation KFP reads (List[...] for lists)."""
+        return f"List[{self.item.__name__}]" if self.type is list else self.type.__name__
+
+
+def _table(*params: Param) -> dict[str, Param]:
+    table: dict[str, Param] = {}
+    for p in params:
+        if p.name in table:
+            raise ValueError(f"parameter {p.name} is declared twice")
+        if not p.help:
+            raise ValueError(f"parameter {p.name} has no description")
+        table[p.name] = p
+    return table
+
+
+PARAMS: dict[str, Param] = _table(
+    Param('BATCH_SIZE', int, 1,
+          "batch size of training and calibration, the engine's batch for TensorRT, and the second latency batch of the benchmark (batch 1 is always measured)"),
+    Param('LATENCY_BATCH_SIZES', list, [32],
+          'more latency batch sizes'),
+    Param('WARMUP', int, 5,
+          'untimed runs before timing'),
+    Param('ITERATIONS', int, 30,
+          'timed runs per batch size (at most)'),
+    Param('TIME_BUDGET_S', float, 10.0,
+          'stop timing a batch size after this long'),
+    Param('MAX_TEST_SAMPLES', int, 0,
+          "cap on test images, at data preparation and in the benchmark's accuracy pass (0 = all)"),
+    Param('THREADS', int, 0,
+          "intra-op threads for every runtime and training stage (0 = the pod's CPU quota, else the visible cores)"),
+    Param('DATASET_SOURCE', str, 'fashion-mnist',
+          'classification: fashion-mnist (offline), folder (class-per-subfolder dir or archive), torchvision; detection: coco (COCO folder or archive), fashion-mnist-detection (offline: Fashion-MNIST items on photographs)'),
+    Param('DATASET_NAME', str, '',
+          'torchvision dataset class name, e.g. CIFAR10'),
+    Param('DATASET_PATH', str, '',
+          'local folder/archive, s3://bucket/key or minio://bucket/key, or download root for torchvision'),
+    Param('insize', int, 32,
+          'square input size A (A x A)'),
+    Param('VAL_FRACTION', float, 0.1,
+          'share of training data held out for validation'),
+    Param('CALIBRATION_SAMPLES', int, 512,
+          'calibration images drawn from training data'),
+    Param('MAX_TRAIN_SAMPLES', int, 0,
+          'cap on training images (0 = all)'),
+    Param('SEED', int, 43,
+          'random seed: data splits and sampling, weight initialisation and data order of every training stage'),
+    Param('TEACHER_MODEL', str, 'vgg16',
+          'torchvision name of the teacher (also the architecture a state_dict in CUSTOM_TEACHER_PATH is loaded into)'),
+    Param('CUSTOM_TEACHER_PATH', str, '',
+          'the teacher as a .pt/.pth (state_dict or whole module) or a model artifact dir; empty: TEACHER_MODEL built by name'),
+    Param('METHOD', str, 'pkd',
+          'detection distillation method: pkd, cwd (torchvision and MMDetection detectors), pkd_yolo (MMYOLO); not used for classification'),
+    Param('EPOCHS', int, 20,
+          'epochs of the distillation stage, or of GroupFisher pruning (pruning in the first half, recovery after)'),
+    Param('LR', float, 0.01,
+          'distillation learning rate'),
+    Param('LAMBDA', float, 0.5,
+          'weight of cross entropy; 1 - LAMBDA weighs the KL term'),
+    Param('TEMPERATURE', float, 20,
+          'softmax temperature of the KL term'),
+    Param('WEIGHT_DECAY', float, 0.0005,
+          'weight decay during distillation'),
+    Param('INTERVAL', int, 10,
+          'training iterations between two pruning steps'),
+    Param('NORM_TYPE', str, 'act',
+          'act: Fisher importance per unit of activation memory; flops: per unit of FLOPs'),
+    Param('LR_RATIO', float, 0.1,
+          'learning-rate factor while pruning is under way'),
+    Param('TARGET_FLOP_RATIO', float, 0.5,
+          'share of the FLOPs to keep, in (0, 1)'),
+    Param('MODEL', str, 'resnet18',
+          'torchvision classification model name'),
+    Param('PRETRAINED', bool, False,
+          'load ImageNet weights when no custom model is given'),
+    Param('CUSTOM_MODEL_PATH', str, '',
+          "a torch.save'd model or state_dict (.pt/.pth), or a model artifact dir"),
+    Param('quant_format', str, 'QuantFormat.QDQ',
+          'QuantFormat.QDQ or QuantFormat.QOperator'),
+    Param('per_channel', bool, False,
+          'per-channel weight scales'),
+    Param('activation_type', str, 'QuantType.QInt8',
+          'activation data type'),
+    Param('weight_type', str, 'QuantType.QInt8',
+          'weight data type'),
+    Param('calibrate_method', str, 'MinMax',
+          'MinMax, Entropy, Percentile, Distribution'),
+    Param('TRANSFORMER', bool, True,
+          "use NNCF's transformer model type (ViT-style models) for OpenVINO PTQ and QAT"),
+    Param('SUBSET_SIZE', int, 300,
+          'calibration images NNCF uses for the quantizer ranges (OpenVINO PTQ and QAT)'),
+    Param('PRESET', str, 'performance',
+          'performance (symmetric) or mixed (asymmetric activations)'),
+    Param('QAT_EPOCHS', int, 1,
+          'epochs of training with fake quantization (PyTorch and OpenVINO QAT)'),
+    Param('QAT_LEARNING_RATE', float, 0.0001,
+          'learning rate during quantization-aware training'),
+    Param('PRUNER_NAME', str, 'GroupNormPruner',
+          'MetaPruner, GroupNormPruner or BNSPruner (torch-pruning)'),
+    Param('GROUP_IMPORTANCE', str, 'GroupNormImportance',
+          'GroupNormImportance (L2 magnitude) or GroupTaylorImportance'),
+    Param('TARGET_PRUNE_RATE', float, 0.5,
+          'fraction (0.5) or percentage (50) of parameters to remove'),
+    Param('BOTTLENECK', bool, False,
+          'transformers: keep the embedding width, prune only the MLP hidden layers and attention internals'),
+    Param('PRUNE_NUM_HEADS', bool, True,
+          "transformers: remove whole attention heads (False: shrink every head's dimension instead)"),
+    Param('ITERATIVE_STEPS', int, 1,
+          'prune in this many steps, re-ranking each time'),
+    Param('SPARSITY_EPOCHS', int, 0,
+          "sparse-training epochs with the pruner's regulariser before pruning (GroupNormPruner, BNSPruner)"),
+    Param('DESTINATION', str, '',
+          's3://bucket/prefix or minio://bucket/prefix; empty = do not publish'),
+    Param('ACCURACY_BUDGET', float, 1.0,
+          'top-1 points the new model may lose against the current latest before the latest pointer stops moving'),
+    Param('RUN_DATE', str, '',
+          'publication date (YYYY-MM-DD); empty = today (UTC); schedules pass [[ScheduledTime.2006-01-02]]'),
+    Param('PRIMARY', str, '',
+          'the published model whose top-1 gates the latest pointer (default: the first)'),
+    Param('FP16_FALLBACK', bool, True,
+          'let layers without Q/DQ run in FP16 instead of FP32 (TensorRT 10; TensorRT 11 keeps the ONNX types)'),
+    Param('DYNAMIC_BATCH', bool, False,
+          'build a batch profile min 1 / opt BATCH_SIZE / max MAX_BATCH_SIZE instead of a fixed BATCH_SIZE'),
+    Param('MAX_BATCH_SIZE', int, 32,
+          'largest batch of the dynamic profile'),
+    Param('WORKSPACE_MB', int, 1024,
+          'TensorRT builder workspace memory pool, MiB'),
+    Param('CALIBRATION_BATCH_SIZE', int, 32,
+          'images per calibration batch'),
+    Param('CALIBRATION_METHOD', str, 'MinMax',
+          'activation range calibration: MinMax, Entropy, Percentile'),
+    Param('choice', str, 'static',
+          'static (INT8 weights+activations), weight (INT8 weights, dynamic activations), fusion (fold Conv/BN/ReLU only, FP32)'),
+    Param('QUANTIZED_ENGINE', str, 'x86',
+          'torch quantized engine for PyTorch PTQ and QAT: x86, fbgemm, onednn, qnnpack'),
+    Param('TRAINING', bool, True,
+          'fine-tune before compression'),
+    Param('VALIDATE', bool, True,
+          'validate during fine-tuning'),
+    Param('VALIDATION_INTERVAL', int, 1,
+          'epochs between validations'),
+    Param('CRITERION', str, 'CrossEntropyLoss',
+          'a torch.nn loss class name'),
+    Param('LEARNING_RATE', float, 0.001,
+          'fine-tuning learning rate'),
+    Param('FINETUNE_EPOCHS', int, 1,
+          'fine-tuning epochs'),
+    Param('OPTIMIZER', str, 'Adam',
+          'a torch.optim class name'),
+    Param('TENSORRT_OPTIONAL', bool, False,
+          "skip the TensorRT engine build and GPU benchmark with a notice (instead of failing) where TensorRT or "
+          "CUDA is missing; local runs on machines without them set it"),
+    # Run-time object storage (credentials never: they come from the Kubernetes secret).
+    Param('S3_ENDPOINT', str, '',
+          "object storage host[:port] or http(s)://host[:port] for s3:// and minio:// paths; empty: the endpoint "
+          "set when the pipeline was compiled (VC_S3_ENDPOINT), else the in-cluster MinIO of a standard Kubeflow "
+          "install (minio-service.kubeflow:9000, plain HTTP)"),
+    Param('S3_SECURE', str, '',
+          "TLS to the object storage: true or false; empty: the compile-time setting (VC_S3_SECURE), else "
+          "false for the in-cluster MinIO and true for any other endpoint"),
+    Param('S3_REGION', str, '',
+          "bucket region; empty: the compile-time setting (VC_S3_REGION), else asked from the server"),
+    # Pipeline-level switches.
+    Param('STUDENT_MODEL', str, 'mobilenet_v2',
+          "compare_all: the student that distillation trains from the fine-tuned model (the teacher)"),
+    Param('USE_TENSORRT', bool, False,
+          "compare_all: also run the TensorRT branch (needs a GPU node with TensorRT); off by default so the "
+          "pipeline finishes on clusters without GPUs"),
+    # Wiring set by pipelines, not by users.
+    Param('VARIANT', str, '', "label of the benchmarked variant in the report (qat-int8, distilled, pruned)",
+          internal=True),
+    Param('FP32_RUNTIMES', list, [], "runtimes in which the FP32 model is also measured", internal=True,
+          item=str),
+    Param('TITLE', str, 'visioncompress comparison', "the report's title", internal=True),
+    Param('NOTICE', str, '', "why a branch of the pipeline did not run (shown in the step's log)", internal=True),
+)
+
+
+def param(name: str) -> Any:
+    """A dataclass field whose default, spec name and description come from ``PARAMS[name]``."""
+    p = PARAMS[name]
+    metadata = {"spec": name, "help": p.help}
+    if isinstance(p.default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=p.default: type(d)(d), metadata=metadata)
+    return dataclasses.field(default=p.default, metadata=metadata)
