@@ -50,7 +50,7 @@ def local_run_params(params: dict, pipeline_defaults: dict, *, out=None) -> dict
     reason = tensorrt_unavailable_reason()
     if reason is None:
         return params
-    print(f"NOTICE: the TensorRT steps will be skipped in this local run: {reason}. "
+    print(f"NOTICE: the TensorRT branch will be skipped in this local run: {reason}. "
           f"The rest of the comparison runs as usual (set {OPTIONAL_PARAM}=False to fail instead).",
           file=out or sys.stdout, flush=True)
     return {**params, OPTIONAL_PARAM: True}

@@ -56,7 +56,7 @@ def _cli(capsys, *argv) -> tuple[int, str, str]:
                          "insize = 32", "LEARNING_RATE = 0.001", "ptq_onnx: quant_format = 'QuantFormat.QDQ'"]),
     (["run", "ptq_torch", "--help"], ["parameters of ptq_torch", "choice = 'static'", "BATCH_SIZE = 1",
                                       "(default: 15.0)"]),
-    (["compile", "--help"], ["(default: .)", "PIPELINE"]),
+    (["compile", "--help"], ["(default: pipelines/compiled)", "PIPELINE"]),
     (["upload", "--help"], ["(default: kubeflow)", "--version"]),
     (["schedule", "--help"], ["create", "list", "delete"]),
     (["schedule", "create", "--help"], ["(default: 1)", "(default: False)", "(default: visioncompress)",
@@ -282,12 +282,14 @@ def test_schedule_create_list_delete(capsys, fake_kfp):
     assert body["max_concurrency"] == "1" or body["max_concurrency"] == 1
     assert body["no_catchup"] is True and body["experiment_id"] == "exp-1"
     assert body["runtime_config"]["parameters"]["FINETUNE_EPOCHS"] == 2
-    from visioncompress.pipelines.signature import pipeline_signature
-
-    if "RUN_DATE" in pipeline_signature("ptq_torch"):  # each scheduled run publishes under its own date
-        assert body["runtime_config"]["parameters"]["RUN_DATE"] == "[[ScheduledTime.2006-01-02]]"
+    # each scheduled run publishes under its own date
+    assert body["runtime_config"]["parameters"]["RUN_DATE"] == "[[ScheduledTime.2006-01-02]]"
     spec = body["pipeline_spec"].get("pipeline_spec", body["pipeline_spec"])  # wrapped with its platform spec
     assert spec["pipelineInfo"]["name"] == "visioncompress-ptq-torch"
+    # without --cache a recurring run recomputes every step after data preparation
+    cached = {t["componentRef"]["name"] for t in spec["root"]["dag"]["tasks"].values()
+              if t.get("cachingOptions", {}).get("enableCache")}
+    assert cached == {"comp-data-prep"}
 
     code, out, _ = _cli(capsys, "schedule", "list", "--host", fake_kfp)
     assert code == 0 and "nightly-ptq" in out and "0 0 3 * * 1" in out and "off" in out
@@ -304,6 +306,31 @@ def test_remote_run_name_carries_the_date(capsys, fake_kfp):
     body = next(b for method, path, b, _ in _FakeKfp.requests if method == "POST" and path == "/apis/v2beta1/runs")
     assert body["display_name"].startswith(f"ptq_torch-{today}-")
     assert body["runtime_config"]["parameters"] == {"BATCH_SIZE": 8}
+
+
+def test_upload_takes_a_reviewed_precompiled_file(capsys, fake_kfp, tmp_path):
+    from visioncompress.pipelines.compile import COMPILED_DIR
+
+    reviewed = tmp_path / "reviewed.yaml"
+    reviewed.write_text((COMPILED_DIR / "ptq_torch.yaml").read_text())
+    code, out, err = _cli(capsys, "upload", "--package", str(reviewed), "--host", fake_kfp)
+    assert code == 0, err
+    assert "visioncompress-ptq-torch" in out
+    upload = next(b for method, path, b, _ in _FakeKfp.requests if path == "/apis/v2beta1/pipelines/upload")
+    assert reviewed.read_bytes() in upload["multipart"], "the reviewed file is uploaded byte for byte"
+    code, _, err = _cli(capsys, "upload", "--package", str(tmp_path / "missing.yaml"), "--host", fake_kfp)
+    assert code == 2 and "--package" in err and "\n" not in err.strip()
+
+
+def test_user_namespace_is_apart_from_the_kfp_service_namespace(capsys, fake_kfp):
+    code, _, err = _cli(capsys, "run", "ptq_torch", "--host", fake_kfp, "--namespace", "team-a")
+    assert code == 0, err
+    from visioncompress.cli import _connection, build_parser
+
+    args = build_parser(["run", "ptq_torch"]).parse_args(["run", "ptq_torch", "--kube-context", "prod",
+                                                           "--namespace", "team-a", "--kfp-namespace", "kfp"])
+    conn = _connection(args)
+    assert (conn.namespace, conn.kfp_namespace) == ("team-a", "kfp")
 
 
 def test_upload_creates_then_versions(capsys, fake_kfp):

@@ -221,3 +221,30 @@ def test_local_compare_run_produces_every_artifact(tmp_path):
         ("int8", "torch"), ("int8", "onnxruntime"), ("int8", "openvino")}
     text = report.read_text()
     assert "| variant | backend |" in text and "intra-op thread" in text
+
+
+def test_storage_access_comes_from_the_secret_and_compile_settings(tmp_path):
+    """Settings are read when the pipeline modules are built: compile in a fresh process, as `make compile` does."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VC_S3_SECRET": "team-bucket", "VC_S3_ENDPOINT": "https://minio.storage.svc:9000",
+           "VC_S3_SECRET_KEYS": "accesskey=AWS_ACCESS_KEY_ID,secretkey=AWS_SECRET_ACCESS_KEY",
+           "AWS_SECRET_ACCESS_KEY": "compile-time-secret"}
+    subprocess.run([sys.executable, "-m", "visioncompress.pipelines.compile", "ptq_onnx", "--output-dir",
+                    str(tmp_path)], env=env, check=True, capture_output=True)
+    spec, platform = _docs(tmp_path / "ptq_onnx.yaml")
+    placed = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for executor, optional in (("exec-publish", False), ("exec-data-prep", True), ("exec-finetune", True)):
+        secret = placed[executor]["secretAsEnv"][0]
+        assert secret["secretNameParameter"]["runtimeValue"]["constant"] == "team-bucket"
+        assert secret.get("optional", False) is optional, executor
+        assert {(m["secretKey"], m["envVar"]) for m in secret["keyToEnv"]} == \
+            {("accesskey", "AWS_ACCESS_KEY_ID"), ("secretkey", "AWS_SECRET_ACCESS_KEY")}
+        env = spec["deploymentSpec"]["executors"][executor]["container"]["env"]
+        assert {"name": "VC_S3_ENDPOINT", "value": "https://minio.storage.svc:9000"} in env
+    assert "secretAsEnv" not in placed["exec-benchmark"]
+    assert "compile-time-secret" not in (tmp_path / "ptq_onnx.yaml").read_text(), "credentials never reach the YAML"
+    condition = next(t for n, t in spec["root"]["dag"]["tasks"].items() if n.startswith("condition"))
+    assert "DESTINATION" in condition["triggerPolicy"]["condition"]

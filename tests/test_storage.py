@@ -98,11 +98,12 @@ def test_settings_come_from_the_environment():
     assert (settings.endpoint, settings.secure, settings.credential_source) == \
         ("minio.storage:9000", False, "MINIO_ACCESS_KEY/MINIO_SECRET_KEY")
     assert settings.secret_key == "secret-value-1" and "secret-value-1" not in repr(settings)
-    assert load_storage_settings({}).endpoint_for("s3") == "s3.amazonaws.com"
+    default = load_storage_settings({})  # the in-cluster MinIO of a standard Kubeflow install, plain HTTP
+    assert (default.endpoint_for("s3"), default.endpoint_for("minio"), default.secure) == \
+        ("minio-service.kubeflow:9000", "minio-service.kubeflow:9000", False)
+    assert load_storage_settings({"VC_S3_ENDPOINT": "s3.amazonaws.com"}).secure is True
     with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY"):
         load_storage_settings({"AWS_ACCESS_KEY_ID": "only-half"})
-    with pytest.raises(ConfigError, match="VC_S3_ENDPOINT"):
-        make_client("minio", load_storage_settings({}))
     with pytest.raises(ConfigError, match="VC_S3_SECURE"):
         load_storage_settings({"VC_S3_SECURE": "maybe"})
 
@@ -324,84 +325,6 @@ def test_publish_component_is_one_line_on_error(s3_env, bucket, tmp_path, capsys
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("visioncompress publish: cannot upload to s3://missing-bkt/") and "\n" not in err
-
-
-def test_publish_step_maps_the_secret_and_never_caches(tmp_path, monkeypatch):
-    from kfp import compiler, dsl
-    from kfp.dsl import Artifact, Markdown, Model, Output
-
-    from visioncompress.pipelines.publish_step import add_publish
-
-    monkeypatch.setenv("VC_S3_SECRET", "team-bucket")
-    monkeypatch.setenv("VC_S3_SECRET_KEYS", "accesskey=AWS_ACCESS_KEY_ID,secretkey=AWS_SECRET_ACCESS_KEY")
-    monkeypatch.setenv("VC_S3_ENDPOINT", "https://minio.storage.svc:9000")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "compile-time-secret")
-
-    @dsl.component(base_image="python:3.11", install_kfp_package=False)
-    def fake_report(report: Output[Markdown], results: Output[Artifact], model: Output[Model]):
-        pass
-
-    @dsl.pipeline(name="publish-wiring")
-    def wiring(DESTINATION: str = "", ACCURACY_BUDGET: float = 1.0, RUN_DATE: str = ""):
-        made = fake_report()
-        add_publish(made, {"onnx_ptq": made.outputs["model"]}, destination=DESTINATION,
-                    accuracy_budget=ACCURACY_BUDGET, run_date=RUN_DATE)
-
-    path = tmp_path / "wiring.yaml"
-    compiler.Compiler().compile(wiring, str(path))
-    spec, platform = yaml.safe_load_all(path.read_text())
-    placed = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-publish"]
-    secret = placed["secretAsEnv"][0]
-    assert secret["secretName"] == "team-bucket" or secret.get("secretNameParameter", {}).get(
-        "runtimeValue", {}).get("constant") == "team-bucket"
-    assert {(m["secretKey"], m["envVar"]) for m in secret["keyToEnv"]} == \
-        {("accesskey", "AWS_ACCESS_KEY_ID"), ("secretkey", "AWS_SECRET_ACCESS_KEY")}
-    assert "nodeSelector" in placed
-    container = spec["deploymentSpec"]["executors"]["exec-publish"]["container"]
-    assert {"name": "VC_S3_ENDPOINT", "value": "https://minio.storage.svc:9000"} in container["env"]
-    tasks = spec["root"]["dag"]["tasks"]
-    condition = next(t for name, t in tasks.items() if name.startswith("condition"))
-    assert "DESTINATION" in condition["triggerPolicy"]["condition"]
-    publish_task = next(iter(spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"].values()))
-    assert publish_task["cachingOptions"] == {} or publish_task["cachingOptions"].get("enableCache") is not True
-    assert "compile-time-secret" not in path.read_text(), "credentials never reach the compiled pipeline"
-
-
-def test_publish_runs_in_a_local_pipeline_only_when_asked(s3_env, bucket, raw_client, tmp_path):
-    """kfp.local runs the real component; credentials reach it only through the environment."""
-    from kfp import dsl, local
-    from kfp.dsl import Artifact, Markdown, Model, Output
-
-    from visioncompress.pipelines.publish_step import add_publish
-
-    @dsl.component(base_image="python:3.11", install_kfp_package=False)
-    def stages(report: Output[Markdown], results: Output[Artifact], model: Output[Model]):
-        import json
-        from pathlib import Path
-
-        from visioncompress.artifacts import ModelMetadata, write_model_metadata
-
-        Path(model.path).mkdir(parents=True)
-        (Path(model.path) / "model.onnx").write_bytes(b"onnx" * 64)
-        write_model_metadata(Path(model.path), ModelMetadata(
-            task="classification", architecture="resnet18", classes=["a", "b"], input_size=32, channels=3,
-            mean=[0.5] * 3, std=[0.25] * 3, format="onnx", precision="int8", stage="quantize_onnx"))
-        Path(report.path).write_text("# report\n")
-        Path(results.path).write_text(json.dumps([{"format": "onnx", "precision": "int8", "stage": "quantize_onnx",
-                                                   "architecture": "resnet18", "batch_size": 1, "top1": 81.0}]))
-
-    @dsl.pipeline(name="publish-locally")
-    def pipeline(DESTINATION: str = "", ACCURACY_BUDGET: float = 1.0, RUN_DATE: str = ""):
-        made = stages()
-        add_publish(made, {"onnx_ptq": made.outputs["model"]}, destination=DESTINATION,
-                    accuracy_budget=ACCURACY_BUDGET, run_date=RUN_DATE)
-
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))
-    pipeline()  # no DESTINATION: nothing is published
-    assert list(raw_client.list_objects(bucket, recursive=True)) == []
-    pipeline(DESTINATION=f"s3://{bucket}/nightly", RUN_DATE="2026-11-30")
-    assert get_json(f"s3://{bucket}/nightly/latest.json")["prefix"] == f"s3://{bucket}/nightly/2026-11-30/"
-    assert get_json(f"s3://{bucket}/nightly/2026-11-30/manifest.json")["metrics"]["onnx_ptq"]["top1"] == 81.0
 
 
 # ---------------------------------------------------------------- inputs given as URIs

@@ -184,7 +184,7 @@ def test_optional_tensorrt_skips_build_and_benchmark_with_a_notice(qdq, dataset_
 
 
 def test_local_runs_make_tensorrt_optional_only_when_it_cannot_run(capsys):
-    from visioncompress.pipelines._tensorrt_steps import local_run_params
+    from visioncompress.pipelines.local import local_run_params
     from visioncompress.pipelines.ptq_tensorrt import ptq_tensorrt
 
     defaults = {p.name: p.default for p in inspect.signature(ptq_tensorrt.pipeline_func).parameters.values()}
@@ -256,14 +256,14 @@ def test_engine_build_and_gpu_benchmark_on_gpu_nodes_calibration_on_cpu(compiled
         assert container["image"] == settings.image_gpu
         assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
         assert container["resources"]["accelerator"]["resourceCount"] == "1"
-        assert placed[name]["nodeSelector"]["labels"] == {"visioncompress.io/pool": "gpu"}
-        assert placed[name]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present",
+        assert placed[name]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+        assert placed[name]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
                                                 "effect": "NoSchedule"}]
     for name in set(executors) - gpu:  # calibration, data, fine-tune, CPU benchmarks, report
         container = executors[name]["container"]
         assert container["image"] == settings.image_cpu, name
         assert "accelerator" not in container.get("resources", {}), name
-        assert placed[name]["nodeSelector"]["labels"] == {"visioncompress.io/pool": "cpu"}, name
+        assert placed[name]["nodeSelector"]["labels"] == {"kubernetes.io/arch": "amd64"}, name
         assert "tolerations" not in placed[name], name
 
 
@@ -274,7 +274,7 @@ def test_engine_build_and_gpu_benchmark_on_gpu_nodes_calibration_on_cpu(compiled
 def test_local_run_without_gpu_skips_tensorrt_and_completes(tmp_path, capfd):
     from kfp import local
 
-    from visioncompress.pipelines._tensorrt_steps import local_run_params
+    from visioncompress.pipelines.local import local_run_params
     from visioncompress.pipelines.ptq_tensorrt import ptq_tensorrt
 
     defaults = {p.name: p.default for p in inspect.signature(ptq_tensorrt.pipeline_func).parameters.values()}

@@ -20,10 +20,10 @@ def cpu_quota(root: str | os.PathLike = CGROUP_ROOT) -> float | None:
     root = Path(root)
     v2 = root / "cpu.max"  # cgroup v2: "max 100000" or "400000 100000"
     try:
-        quota, _, period = v2.read_text().split()[:3] if v2.is_file() else ("", "", "")
-        if quota:
-            return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
+        fields = v2.read_text().split() if v2.is_file() else []
+        if fields:
+            return None if fields[0] == "max" else int(fields[0]) / int(fields[1])
+    except (OSError, ValueError, IndexError):
         pass
     for folder in (root / "cpu,cpuacct", root / "cpu", root):  # cgroup v1
         try:
