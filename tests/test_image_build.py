@@ -27,15 +27,13 @@ PARAMS = {"insize": 16, "MAX_TRAIN_SAMPLES": 300, "MAX_TEST_SAMPLES": 100, "CALI
 # Runs in a fresh interpreter so that VC_IMAGE_CPU is read when `components` is first imported.
 RUN_DATA_PREP = r"""
 import json, os, sys
-import docker
+
 from kfp import local
 from visioncompress.components.data_prep.component import data_prep
 
-root, dataset_dir, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+root, params = sys.argv[1], json.loads(sys.argv[2])
 os.umask(0)  # folders kfp.local makes on the host stay writable for the image's non-root user
-runner = local.DockerRunner(mounts=[docker.types.Mount(
-    target=dataset_dir, source=dataset_dir, type="bind", read_only=True)])
-local.init(runner=runner, pipeline_root=root)
+local.init(runner=local.DockerRunner(), pipeline_root=root)  # no mounts: the image ships Fashion-MNIST
 task = data_prep(**params)
 print("RESULT=" + json.dumps({"path": task.output.path, "metadata": task.output.metadata}))
 """
@@ -88,13 +86,14 @@ def test_cpu_image_runs_as_non_root_and_has_no_pip_cache(cpu_image):
 
 
 @pytest.mark.skipif(not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
-                    reason="Fashion-MNIST is missing (apt-get install dataset-fashion-mnist)")
-def test_data_prep_component_runs_in_the_cpu_image(cpu_image, tmp_path):
+                    reason="Fashion-MNIST is missing on the host (apt-get install dataset-fashion-mnist)")
+def test_data_prep_with_the_default_source_runs_in_the_cpu_image(cpu_image, tmp_path):
+    """DATASET_SOURCE=fashion-mnist with no path: the image's own copy, nothing mounted from the host."""
     root = tmp_path / "pipeline-root"
     root.mkdir()
     root.chmod(0o777)  # the component runs as uid 1000
     env = {**os.environ, "VC_IMAGE_CPU": cpu_image, "PYTHONPATH": str(REPO)}
-    run = subprocess.run([sys.executable, "-c", RUN_DATA_PREP, str(root), str(FASHION_MNIST), json.dumps(PARAMS)],
+    run = subprocess.run([sys.executable, "-c", RUN_DATA_PREP, str(root), json.dumps(PARAMS)],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
     print(run.stdout[-6000:], run.stderr[-6000:])
     assert run.returncode == 0, run.stderr[-3000:]

@@ -144,8 +144,9 @@ def make_context(dest: Path) -> Path:
     dest.mkdir(parents=True)
     for path in [*REPO.glob("requirements*.txt"), REPO / "pyproject.toml", REPO / "README.md"]:
         shutil.copy2(path, dest / path.name)
-    shutil.copytree(REPO / "shared", dest / "shared",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build"))
+    for folder in ("shared", "components", "pipelines"):
+        shutil.copytree(REPO / folder, dest / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build"))
     return dest
 
 
