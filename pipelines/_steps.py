@@ -46,5 +46,6 @@ def summarize(params: dict, results: dict, models: dict, *, title: str):
     task = report(**results, TITLE=title).set_display_name("report")
     on_cpu(task, cpu="500m", memory="1G")
     add_publish(task, models, destination=params["DESTINATION"], accuracy_budget=params["ACCURACY_BUDGET"],
-                run_date=params["RUN_DATE"])
+                run_date=params["RUN_DATE"], publish_over_budget=params.get("PUBLISH_OVER_BUDGET", False),
+                keep_last=params.get("KEEP_LAST", 0))
     return task.outputs["report"]

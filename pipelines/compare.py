@@ -40,6 +40,8 @@ def compare(
     DESTINATION: str = "",
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
+    PUBLISH_OVER_BUDGET: bool = False,
+    KEEP_LAST: int = 0,
 ) -> Markdown:
     data, model = prepare_data_and_model(locals())
     fp32, dataset = model.outputs["model"], data.outputs["dataset"]

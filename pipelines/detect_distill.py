@@ -35,5 +35,7 @@ def detect_distill(
     DESTINATION: str = "",
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
+    PUBLISH_OVER_BUDGET: bool = False,
+    KEEP_LAST: int = 0,
 ) -> Markdown:
     return distill_steps(locals(), title="Detection Knowledge Distillation", step_name="distill (detection)")

@@ -40,6 +40,8 @@ def detect_prune(
     DESTINATION: str = "",
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
+    PUBLISH_OVER_BUDGET: bool = False,
+    KEEP_LAST: int = 0,
 ) -> Markdown:
     data, model = prepare_data_and_model(locals())
     pruned = on_cpu(prune_detection(model=model.outputs["model"], dataset=data.outputs["dataset"],

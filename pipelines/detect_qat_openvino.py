@@ -34,6 +34,8 @@ def detect_qat_openvino(
     DESTINATION: str = "",
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
+    PUBLISH_OVER_BUDGET: bool = False,
+    KEEP_LAST: int = 0,
 ) -> Markdown:
     return qat_openvino_steps(locals(), title="Detection QAT - OpenVINO (NNCF)",
                               step_name="QAT OpenVINO (NNCF, detector core)")

@@ -62,5 +62,7 @@ def distill(
     DESTINATION: str = "",
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
+    PUBLISH_OVER_BUDGET: bool = False,
+    KEEP_LAST: int = 0,
 ) -> Markdown:
     return distill_steps(locals(), title="Knowledge Distillation", step_name="distill")

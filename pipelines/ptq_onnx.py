@@ -52,5 +52,7 @@ def ptq_onnx(
     DESTINATION: str = "",
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
+    PUBLISH_OVER_BUDGET: bool = False,
+    KEEP_LAST: int = 0,
 ) -> Markdown:
     return onnx_ptq_steps(locals(), title="PTQ - ONNX Runtime", step_name="PTQ ONNX Runtime")

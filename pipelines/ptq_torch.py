@@ -33,6 +33,8 @@ def ptq_torch(
     DESTINATION: str = "",
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
+    PUBLISH_OVER_BUDGET: bool = False,
+    KEEP_LAST: int = 0,
 ) -> Markdown:
     data, model = prepare_data_and_model(locals())
     quantized = on_cpu(quantize_torch(model=model.outputs["model"], dataset=data.outputs["dataset"], choice=choice,

@@ -39,7 +39,8 @@ def with_storage_access(task, *, optional: bool = False):
     return task
 
 
-def add_publish(report_task, models: dict, *, destination, accuracy_budget=1.0, run_date="", primary=""):
+def add_publish(report_task, models: dict, *, destination, accuracy_budget=1.0, run_date="", primary="",
+                publish_over_budget=False, keep_last=0):
     """A publish task fed by ``report_task``'s report/results and ``models`` (name -> Model output).
 
     With a pipeline-parameter ``destination`` the step runs only when it is not empty. Publishing is a
@@ -48,17 +49,18 @@ def add_publish(report_task, models: dict, *, destination, accuracy_budget=1.0, 
     unknown = sorted(set(models) - set(PUBLISHABLE))
     if unknown:
         raise ValueError(f"add_publish: unknown model input(s) {unknown}; publish takes {list(PUBLISHABLE)}")
+    options = dict(DESTINATION=destination, ACCURACY_BUDGET=accuracy_budget, RUN_DATE=run_date, PRIMARY=primary,
+                   PUBLISH_OVER_BUDGET=publish_over_budget, KEEP_LAST=keep_last)
     if isinstance(destination, str):
-        return _publish_task(report_task, models, destination, accuracy_budget, run_date, primary) \
-            if destination else None
+        return _publish_task(report_task, models, options) if destination else None
     with dsl.If(destination != "", name="publish-requested"):
-        return _publish_task(report_task, models, destination, accuracy_budget, run_date, primary)
+        return _publish_task(report_task, models, options)
 
 
-def _publish_task(report_task, models, destination, accuracy_budget, run_date, primary):
+def _publish_task(report_task, models, options):
+    # The run id names the publication's prefix, so two runs on one date never share it.
     task = publish(report=report_task.outputs["report"], results=report_task.outputs["results"],
-                   DESTINATION=destination, ACCURACY_BUDGET=accuracy_budget, RUN_DATE=run_date, PRIMARY=primary,
-                   **models)
+                   RUN_ID=dsl.PIPELINE_JOB_ID_PLACEHOLDER, **options, **models)
     task.set_display_name("publish").set_caching_options(False)
     on_cpu(task, cpu="500m", memory="1G")
     with_storage_access(task)

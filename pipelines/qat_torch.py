@@ -38,6 +38,8 @@ def qat_torch(
     DESTINATION: str = "",
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
+    PUBLISH_OVER_BUDGET: bool = False,
+    KEEP_LAST: int = 0,
 ) -> Markdown:
     data, model = prepare_data_and_model(locals())
     qat = on_cpu(qat_torch_op(model=model.outputs["model"], dataset=data.outputs["dataset"],

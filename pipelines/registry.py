@@ -79,7 +79,8 @@ def is_detection_pipeline(name: str) -> bool:
 def check_task(name: str, params: dict) -> None:
     """Parameters that are valid alone but do not fit the pipeline's task or model family."""
     from visioncompress.config.data import DETECTION_SOURCES
-    from visioncompress.detection.zoo import detection_model_names
+    from visioncompress.detection.zoo import detection_model_names, require_detector
+    from visioncompress.models.io import check_checkpoint_path
 
     detection = is_detection_pipeline(name)
     source = params.get("DATASET_SOURCE")
@@ -94,6 +95,13 @@ def check_task(name: str, params: dict) -> None:
         if (model in detection_model_names()) != detection:
             raise ConfigError(key, model, f"a {'detection' if detection else 'classification'} model for pipeline "
                               f"{name!r}" + (": " + ", ".join(detection_model_names()) if detection else ""))
+    # What a detection stage needs of MODEL's architecture; the stage checks the built model the same way.
+    need = {"detect_ptq_onnx": ("one-stage", "ONNX PTQ"), "detect_qat_openvino": ("one-stage", "OpenVINO QAT"),
+            "detect_prune": ("fpn", "GroupFisher pruning")}.get(name)
+    if need and params.get("MODEL") in detection_model_names():
+        require_detector(params["MODEL"], *need, pipeline=name)
+    if params.get("CUSTOM_TEACHER_PATH") and "TEACHER_MODEL" in params:
+        check_checkpoint_path("CUSTOM_TEACHER_PATH", params["CUSTOM_TEACHER_PATH"])
     if detection and params.get("METHOD") == "pkd_yolo":
         raise ConfigError("METHOD", "pkd_yolo", "pkd or cwd for torchvision detectors (pkd_yolo distils a YOLO-style "
                           "neck and needs an MMYOLO model, the OpenMMLab family)")

@@ -21,8 +21,11 @@ def publish(
     ACCURACY_BUDGET: float = 1.0,
     RUN_DATE: str = "",
     PRIMARY: str = "",
+    PUBLISH_OVER_BUDGET: bool = False,
+    KEEP_LAST: int = 0,
+    RUN_ID: str = "",
 ):
-    """Upload the given models, the report and a manifest under DESTINATION/<date>/; move latest within budget."""
+    """Upload the given models, the report and a manifest under DESTINATION/<date>/<run id>/; move latest within budget."""
     from visioncompress.kfp_io import stage, write_json
     from visioncompress.storage import publish as publish_models
 
@@ -35,7 +38,9 @@ def publish(
         sources.update(report=report.uri, results=results.uri)
         published = publish_models({name: a.path for name, a in given.items()}, report.path, results.path,
                                    DESTINATION, accuracy_budget=ACCURACY_BUDGET, run_date=RUN_DATE or None,
-                                   primary=PRIMARY or None, sources=sources)
+                                   primary=PRIMARY or None, sources=sources, run_id=RUN_ID or None,
+                                   publish_over_budget=PUBLISH_OVER_BUDGET, keep_last=KEEP_LAST)
         write_json(manifest, published)
-        manifest.metadata.update({"destination": published["destination"], "top1": published["top1"],
-                                  "latest_moved": published["latest"]["moved"]})
+        manifest.metadata.update({"destination": published["destination"] or "", "published": published["published"],
+                                  "status": published["status"], "metric_name": published["metric_name"],
+                                  "metric": published["metric"], "latest_moved": published["latest"]["moved"]})
