@@ -164,6 +164,26 @@ def test_publications_are_never_overwritten(store, two_runs):
     assert again == first["manifest"] and _keys(store, "fashion/") == before
 
 
+def test_an_interrupted_publication_is_completed_but_foreign_objects_are_refused(store, two_runs, tmp_path):
+    from visioncompress.storage import upload_file
+
+    first = two_runs["first"]
+    destination = f"s3://{store['bucket']}/interrupted"
+    # A retried step finds part of its own publication (no manifest yet): it completes it.
+    upload_file(first["report"], f"{destination}/{DAY}/run-1/report.md")
+    manifest = publish(first["models"], first["report"], first["results"], destination, run_date=DAY, run_id="run-1")
+    assert manifest["status"] == "latest" and manifest["destination"] == f"{destination}/{DAY}/run-1/"
+    _check_complete(store, manifest, tmp_path / "completed")
+    # Objects that are not this publication's files under its prefix: refused, nothing written.
+    (tmp_path / "report.md").write_text("someone else's report\n")
+    upload_file(tmp_path / "report.md", f"{destination}/{DAY}/run-2/report.md")
+    before = _keys(store, "interrupted/")
+    with pytest.raises(ArtifactError, match=r"run-2/ already holds 1 object\(s\) that are not part of this "
+                                            r"publication \(e\.g\. report\.md\); publications are never overwritten"):
+        publish(first["models"], first["report"], first["results"], destination, run_date=DAY, run_id="run-2")
+    assert _keys(store, "interrupted/") == before
+
+
 def test_keep_last_never_deletes_what_latest_points_to(store, two_runs):
     destination, first, second = two_runs["destination"], two_runs["first"], two_runs["second"]
     # A newer rejected candidate with KEEP_LAST=1: the newest stays, and so does the latest (older) one.
@@ -243,3 +263,35 @@ def test_detection_pipeline_publishes(store, tmp_path):
     manifest = json.loads((report.parent.parent / "publish" / "manifest").read_text())
     assert manifest["metric_name"] == "mAP" and manifest["status"] == "latest"
     _check_complete(store, manifest, tmp_path / "down")
+
+
+def test_bad_inputs_are_refused_before_any_upload(store, two_runs, tmp_path, capsys):
+    from kfp.dsl import Artifact, Markdown, Model
+
+    from components.publish.component import publish as component
+    from visioncompress.errors import ConfigError
+    from visioncompress.storage import MissingBucketError
+
+    first = two_runs["first"]
+    destination = f"s3://{store['bucket']}/refusals"
+    args = (first["models"], first["report"], first["results"], destination)
+    for kwargs, parameter in (({"accuracy_budget": -1}, "ACCURACY_BUDGET"), ({"run_date": "next tuesday"}, "RUN_DATE"),
+                              ({"keep_last": -2}, "KEEP_LAST"), ({"publish_over_budget": "yes"}, "PUBLISH_OVER_BUDGET"),
+                              ({"primary": "pruned"}, "PRIMARY")):
+        with pytest.raises(ConfigError) as info:
+            publish(*args, **kwargs)
+        assert info.value.parameter == parameter
+    with pytest.raises(ArtifactError, match="model.json"):
+        publish({"torch_ptq": tmp_path}, *args[1:])
+    with pytest.raises(MissingBucketError):
+        publish(*args[:3], "s3://missing-bucket-x/p")
+    assert _keys(store, "refusals/") == set()
+
+    # Through the component: one line on stderr, exit code 2.
+    with pytest.raises(SystemExit) as info:
+        component.python_func(report=Markdown(uri=str(first["report"])), results=Artifact(uri=str(first["results"])),
+                              manifest=Artifact(uri=str(tmp_path / "manifest")),
+                              torch_ptq=Model(uri=str(first["models"]["torch_ptq"])), DESTINATION="s3://missing-bkt/x")
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("visioncompress publish: cannot ") and "missing-bkt" in err and "\n" not in err

@@ -34,7 +34,8 @@ from visioncompress.artifacts import read_model_metadata
 from visioncompress.errors import ArtifactError, ConfigError
 from visioncompress.log import get_logger
 from visioncompress.storage.s3 import (
-    Storage, delete_keys, get_json, list_keys, make_client, parse_uri, put_json, sha256_file, upload_file,
+    Storage, delete_keys, get_json, list_keys, make_client, parse_uri, put_json, sha256_file, stored_sha256,
+    upload_file,
 )
 
 log = get_logger("publish")
@@ -285,19 +286,29 @@ def publish(model_dirs: Mapping[str, str | os.PathLike], report_path: str | os.P
                     (previous or {}).get("prefix"))
         return manifest
 
-    existing = list_keys(str(prefix), storage=storage)
-    if existing:
-        earlier = get_json(str(prefix.child(MANIFEST)), storage=storage, missing_ok=True)
-        if earlier is None or earlier.get("checksums") != checksums:
-            raise ArtifactError(f"publication prefix {prefix}/ already holds {len(existing)} object(s) "
-                                f"{'from an incomplete' if earlier is None else 'of a different'} publication; "
+    existing = {key[len(prefix.prefix):] for key in list_keys(str(prefix), storage=storage)}
+    earlier = get_json(str(prefix.child(MANIFEST)), storage=storage, missing_ok=True) if MANIFEST in existing \
+        else None
+    if earlier is not None:
+        if earlier.get("checksums") != checksums:
+            raise ArtifactError(f"publication prefix {prefix}/ already holds a different publication; "
                                 "publications are never overwritten")
         log.info("%s/ already holds this publication (same checksums); not uploading it again", prefix)
         manifest = earlier
     else:
-        log.info("publishing %s to %s/ (%s %s, %s)", sorted(model_dirs), prefix, _label(metric), accuracy,
-                 "within budget" if decision["moved"] else "over budget: rejected")
+        # No manifest: nothing or an interrupted attempt at this same publication (a retried step), which
+        # may be completed only if every object already there is one of its files, byte for byte.
+        foreign = sorted(rel for rel in existing if rel not in checksums
+                         or stored_sha256(str(prefix.child(rel)), storage=storage) != checksums[rel]["sha256"])
+        if foreign:
+            raise ArtifactError(f"publication prefix {prefix}/ already holds {len(foreign)} object(s) that are not "
+                                f"part of this publication (e.g. {foreign[0]}); publications are never overwritten")
+        log.info("publishing %s to %s/ (%s %s, %s)%s", sorted(model_dirs), prefix, _label(metric), accuracy,
+                 "within budget" if decision["moved"] else "over budget: rejected",
+                 f"; completing an interrupted attempt ({len(existing)} file(s) already there)" if existing else "")
         for relative, path in files.items():
+            if relative in existing:
+                continue
             uploaded = upload_file(path, str(prefix.child(relative)), storage=storage)
             if uploaded["sha256"] != checksums[relative]["sha256"]:
                 raise ArtifactError(f"{path} changed while it was being published")

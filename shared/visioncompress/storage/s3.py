@@ -499,3 +499,12 @@ def delete_keys(bucket_uri: str, keys: list[str], *, storage: Storage | None = N
     for key in keys:
         with _translated(storage, ObjectURI(target.scheme, target.bucket, key), "delete"):
             storage.client.remove_object(target.bucket, key)
+
+
+def stored_sha256(uri: str, *, storage: Storage | None = None) -> str | None:
+    """The SHA-256 an object was uploaded with (its ``x-amz-meta-sha256``), or None when it carries none."""
+    target = parse_uri(uri)
+    storage = _storage(target, storage)
+    with _translated(storage, target, "stat"):
+        stat = storage.client.stat_object(target.bucket, target.key)
+    return (stat.metadata or {}).get(_SHA256_HEADER)
