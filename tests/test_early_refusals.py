@@ -62,7 +62,7 @@ def test_bad_custom_teacher_path_is_refused_before_any_work(capsys, tmp_path, pi
 
 
 def test_detection_distillation_names_the_teacher_path_in_its_own_errors(detection_dataset_dir, tmp_path):
-    """A teacher file that exists but does not load, or does not fit TEACHER_MODEL: the stage says CUSTOM_TEACHER_PATH."""
+    """A teacher file that does not load, or does not fit TEACHER_MODEL: the stage names CUSTOM_TEACHER_PATH."""
     from visioncompress.config import DistillConfig, ModelConfig, TrainConfig
     from visioncompress.detection.distill import distill_detector
 

@@ -78,7 +78,8 @@ def _keys(store, prefix: str) -> set[str]:
 def _check_complete(store, manifest: dict, tmp_path: Path) -> None:
     """Every object under the publication's prefix is listed in its manifest with its SHA-256, and vice versa."""
     prefix_key = manifest["destination"].split("/", 3)[3]
-    assert _keys(store, prefix_key) == {prefix_key + rel for rel in manifest["checksums"]} | {prefix_key + "manifest.json"}
+    expected = {prefix_key + rel for rel in manifest["checksums"]} | {prefix_key + "manifest.json"}
+    assert _keys(store, prefix_key) == expected
     local = download(manifest["destination"], tmp_path)
     for relative, entry in manifest["checksums"].items():
         assert sha256_file(local / relative) == entry["sha256"], relative
@@ -210,7 +211,8 @@ def detection_outputs(detection_dataset_dir, detection_model_dir, tmp_path_facto
     root = tmp_path_factory.mktemp("detection-publish")
     quantized = root / "onnx_ptq"
     quantize_detector_onnx(detection_model_dir, detection_dataset_dir, quantized, OnnxPTQConfig())
-    rows = benchmark(quantized, detection_dataset_dir, BenchmarkConfig(batch_size=1, extra_batch_sizes=[], warmup=1, iterations=5))
+    rows = benchmark(quantized, detection_dataset_dir,
+                     BenchmarkConfig(batch_size=1, extra_batch_sizes=[], warmup=1, iterations=5))
     build_report(rows, root / "report.md", root / "results.json", title="detection")
     return {"model": quantized, "report": root / "report.md", "results": root / "results.json", "rows": rows}
 
@@ -275,8 +277,9 @@ def test_bad_inputs_are_refused_before_any_upload(store, two_runs, tmp_path, cap
     first = two_runs["first"]
     destination = f"s3://{store['bucket']}/refusals"
     args = (first["models"], first["report"], first["results"], destination)
-    for kwargs, parameter in (({"accuracy_budget": -1}, "ACCURACY_BUDGET"), ({"run_date": "next tuesday"}, "RUN_DATE"),
-                              ({"keep_last": -2}, "KEEP_LAST"), ({"publish_over_budget": "yes"}, "PUBLISH_OVER_BUDGET"),
+    for kwargs, parameter in (({"accuracy_budget": -1}, "ACCURACY_BUDGET"),
+                              ({"run_date": "next tuesday"}, "RUN_DATE"), ({"keep_last": -2}, "KEEP_LAST"),
+                              ({"publish_over_budget": "yes"}, "PUBLISH_OVER_BUDGET"),
                               ({"primary": "pruned"}, "PRIMARY")):
         with pytest.raises(ConfigError) as info:
             publish(*args, **kwargs)

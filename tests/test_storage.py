@@ -2,8 +2,8 @@
 
 Covers URI and settings parsing, single-object and prefix transfers, a multipart upload with its
 checksum checked after download, the clear errors (missing bucket, missing object, rejected
-credentials, unreachable endpoint), publishing (dated prefix, manifest, latest pointer), the publish
-component and its pipeline wiring, and dataset/model inputs given as s3:// URIs.
+credentials, unreachable endpoint), the publish step's pipeline wiring, and dataset/model inputs given
+as s3:// URIs. Publications themselves are tested on real pipeline outputs in tests/test_publish.py.
 """
 
 import hashlib
@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from visioncompress.artifacts import ModelMetadata, write_model_metadata
-from visioncompress.errors import ArtifactError, ConfigError
+from visioncompress.errors import ConfigError
 from visioncompress.storage import (
     CredentialsError, MissingBucketError, MissingObjectError, StorageError, UnreachableError, download, get_json,
-    is_remote, load_storage_settings, localized, make_client, parse_uri, publish, sha256_file, upload_dir,
+    is_remote, load_storage_settings, localized, make_client, parse_uri, sha256_file, upload_dir,
     upload_file,
 )
 

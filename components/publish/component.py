@@ -25,7 +25,7 @@ def publish(
     KEEP_LAST: int = 0,
     RUN_ID: str = "",
 ):
-    """Upload the given models, the report and a manifest under DESTINATION/<date>/<run id>/; move latest within budget."""
+    """Upload the models, the report and a manifest under DESTINATION/<date>/<run id>/; move latest within budget."""
     from visioncompress.kfp_io import stage, write_json
     from visioncompress.storage import publish as publish_models
 

@@ -10,6 +10,6 @@ from visioncompress.storage.s3 import (
 __all__ = [
     "CredentialsError", "MissingBucketError", "MissingObjectError", "ObjectURI", "Storage", "StorageError",
     "StorageSettings", "UnreachableError", "download", "get_json", "is_remote", "load_secret_mapping",
-    "load_storage_settings", "localized", "make_client", "parse_uri", "pointer_decision", "publications", "publish", "put_json",
-    "resolve_run_date", "sha256_file", "upload_dir", "upload_file",
+    "load_storage_settings", "localized", "make_client", "parse_uri", "pointer_decision", "publications", "publish",
+    "put_json", "resolve_run_date", "sha256_file", "upload_dir", "upload_file",
 ]

@@ -125,7 +125,8 @@ def metrics_for(name: str, metadata, rows: list[dict]) -> dict:
     mine = [r for r in rows if all(r.get(k) == v for k, v in key.items())]
     if not mine:
         seen = sorted({tuple(str(r.get(k)) for k in key) for r in rows})
-        raise ArtifactError(f"no benchmark row measures published model {name!r} ({', '.join(f'{k}={v}' for k, v in key.items())}); "
+        wanted = ", ".join(f"{k}={v}" for k, v in key.items())
+        raise ArtifactError(f"no benchmark row measures published model {name!r} ({wanted}); "
                             f"the results hold rows for (format, precision, stage, architecture): "
                             f"{', '.join('/'.join(s) for s in seen) or 'nothing'}")
     metric = "mAP" if metadata.task == "detection" else "top1"
