@@ -80,7 +80,9 @@ def summarize(p: Mapping[str, Any], results: dict, models: dict, *, title: str):
 
     task = step(report, p, "report", TITLE=title, **results)
     with dsl.If(p["DESTINATION"] != "", name="publish-requested"):
-        step(publish, p, "publish", report=task.outputs["report"], results=task.outputs["results"], **models)
+        # The run id names the publication's prefix, so two runs on one date never share it.
+        step(publish, p, "publish", report=task.outputs["report"], results=task.outputs["results"],
+             RUN_ID=dsl.PIPELINE_JOB_ID_PLACEHOLDER, **models)
     return task.outputs["report"]
 
 

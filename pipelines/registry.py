@@ -27,8 +27,12 @@ def pipeline_parameters(name: str) -> dict:
     return pipeline_spec(name).defaults_map()
 
 
-def validate_pipeline_params(name: str, params: dict) -> dict:
-    """Check ``params`` (spec names) for pipeline ``name``; returns the full parameter set."""
+def validate_pipeline_params(name: str, params: dict, *, local: bool = True) -> dict:
+    """Check ``params`` (spec names) for pipeline ``name``; returns the full parameter set.
+
+    ``local=False`` (a run submitted to a cluster): local paths are not checked for existence here, since
+    they may exist only inside the pods (a mounted volume); the stage checks them there.
+    """
     spec = pipeline_spec(name)
     defaults = spec.defaults_map()
     for key, value in params.items():
@@ -38,7 +42,7 @@ def validate_pipeline_params(name: str, params: dict) -> dict:
                               + (f" (did you mean {close[0]!r}?)" if close else ""))
     merged = {**defaults, **params}
     validate_params(merged, spec.uses, accepted=defaults)
-    check_task(name, merged)
+    check_task(name, merged, local=local)
     return merged
 
 
@@ -46,10 +50,12 @@ def is_detection_pipeline(name: str) -> bool:
     return name.startswith("detect_")
 
 
-def check_task(name: str, params: dict) -> None:
+def check_task(name: str, params: dict, *, local: bool = True) -> None:
     """Parameters that are valid alone but do not fit the pipeline's task or model family."""
     from visioncompress.config.data import DETECTION_SOURCES
-    from visioncompress.detection.zoo import detection_model_names
+    from visioncompress.detection.zoo import detection_model_names, require_detector
+    from visioncompress.models.io import check_checkpoint_path
+    from visioncompress.storage.s3 import is_remote
 
     detection = is_detection_pipeline(name)
     source = params.get("DATASET_SOURCE")
@@ -64,6 +70,14 @@ def check_task(name: str, params: dict) -> None:
         if (model in detection_model_names()) != detection:
             raise ConfigError(key, model, f"a {'detection' if detection else 'classification'} model for pipeline "
                               f"{name!r}" + (": " + ", ".join(detection_model_names()) if detection else ""))
+    # What a detection stage needs of MODEL's architecture; the stage checks the built model the same way.
+    need = {"detect_ptq_onnx": ("one-stage", "ONNX PTQ"), "detect_qat_openvino": ("one-stage", "OpenVINO QAT"),
+            "detect_prune": ("fpn", "GroupFisher pruning")}.get(name)
+    if need and params.get("MODEL") in detection_model_names():
+        require_detector(params["MODEL"], *need, pipeline=name)
+    teacher_path = str(params.get("CUSTOM_TEACHER_PATH") or "")
+    if teacher_path and "TEACHER_MODEL" in params and (local or is_remote(teacher_path)):
+        check_checkpoint_path("CUSTOM_TEACHER_PATH", params["CUSTOM_TEACHER_PATH"])
     if detection and params.get("METHOD") == "pkd_yolo":
         raise ConfigError("METHOD", "pkd_yolo", "pkd or cwd for torchvision detectors (pkd_yolo distils a YOLO-style "
                           "neck and needs an MMYOLO model, the OpenMMLab family)")

@@ -155,6 +155,119 @@ def test_cron_is_given_to_kfp_with_seconds():
         kfp_cron("every monday")
 
 
+@pytest.mark.parametrize("cron, expected", [
+    ("*/15 * * * *", "0 */15 * * * *"),
+    ("30 0 3 1-5 JAN,jul mon-fri", "30 0 3 1-5 JAN,jul mon-fri"),
+    ("0 0 12 ? * sun", "0 0 12 ? * sun"),
+    ("0 0-30/10 8-18 * * 1,3,5", "0 0-30/10 8-18 * * 1,3,5"),
+    ("0 5/20 * * * *", "0 5/20 * * * *"),
+    ("@every 6h30m", "@every 6h30m"),
+    ("@monthly", "@monthly"),
+])
+def test_cron_forms_the_kfp_scheduler_parses_are_accepted(cron, expected):
+    assert kfp_cron(cron) == expected
+
+
+@pytest.mark.parametrize("cron, problem", [
+    ("0 3 * *", "5 fields"),                        # too few fields
+    ("0 0 0 3 * * 1", "5 fields"),                  # too many
+    ("60 * * * *", "a valid minutes field (0-59): '60' is outside 0-59"),
+    ("0 24 * * *", "a valid hours field (0-23)"),
+    ("0 0 0 * * 7", "a valid day of week field (0-6)"),  # robfig/cron v1: Sunday is 0 only
+    ("0 0 0 0 * *", "a valid day of month field (1-31)"),
+    ("0 3 * 13 *", "a valid month field (1-12)"),
+    ("0 3 * * 5-1", "starts after it ends"),
+    ("*/0 * * * *", "step '0'"),
+    ("0 3 * * funday", "is not a number or a name"),
+    ("? 3 * * *", "'?' is only allowed"),
+    ("@fortnightly", "@daily/@weekly"),
+    ("@every soon", "@daily/@weekly"),
+])
+def test_schedule_create_refuses_cron_kfp_would_reject(capsys, cron, problem):
+    code, _, err = _cli(capsys, "schedule", "create", "ptq_torch", "--cron", cron)  # no host: refused before
+    assert code == 2 and err.startswith(f"visioncompress: --cron={cron!r} is not allowed") and problem in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-concurrency", "11"], "--max-concurrency=11 is not allowed; expected a whole number from 1 to 10"),
+    (["--max-concurrency", "0"], "--max-concurrency=0 is not allowed; expected a whole number from 1 to 10"),
+    (["--start", "2026-12-02", "--end", "2026-12-01"],
+     "--end='2026-12-01T00:00:00Z' is not allowed; expected a time after --start (2026-12-02T00:00:00Z)"),
+    (["--start", "2026-12-01T05:00:00+02:00", "--end", "2026-12-01T03:00:00Z"],
+     "--end='2026-12-01T03:00:00Z' is not allowed; expected a time after --start (2026-12-01T03:00:00Z)"),
+    (["--start", "next monday"], "--start='next monday' is not allowed; expected an ISO date or time"),
+])
+def test_schedule_create_refuses_what_the_kfp_api_server_would(capsys, argv, message):
+    code, _, err = _cli(capsys, "schedule", "create", "ptq_torch", "--cron", "0 3 * * 1", *argv)
+    assert code == 2 and err.startswith(f"visioncompress: {message}") and err.count("\n") == 1
+
+
+def _schedule_args(*argv):
+    from visioncompress.cli import build_parser
+
+    return build_parser().parse_args(["schedule", "create", "ptq_torch", *argv])
+
+
+def test_schedule_options_reach_create_recurring_run():
+    """What `schedule create` hands to kfp.Client.create_recurring_run, option by option."""
+    import inspect
+
+    from kfp import Client
+
+    from visioncompress.cli import recurring_run_kwargs
+
+    def kwargs(*argv):
+        return recurring_run_kwargs(_schedule_args("--cron", "0 3 * * 1", *argv), experiment_id="exp-7",
+                                    package="/tmp/p.yaml", params={"BATCH_SIZE": 8}, pipeline="ptq_torch")
+
+    default = kwargs()
+    assert set(default) <= set(inspect.signature(Client.create_recurring_run).parameters)
+    assert default == dict(experiment_id="exp-7", job_name="ptq_torch-scheduled", cron_expression="0 0 3 * * 1",
+                           max_concurrency=1, no_catchup=True, params={"BATCH_SIZE": 8},
+                           pipeline_package_path="/tmp/p.yaml", enable_caching=None, start_time=None, end_time=None)
+    assert kwargs("--catchup")["no_catchup"] is False
+    assert kwargs("--cache")["enable_caching"] is True and kwargs("--no-cache")["enable_caching"] is False
+    assert kwargs("--max-concurrency", "10")["max_concurrency"] == 10
+    window = kwargs("--start", "2026-12-01", "--end", "2027-01-01T06:30:00+01:00")
+    assert (window["start_time"], window["end_time"]) == ("2026-12-01T00:00:00Z", "2027-01-01T05:30:00Z")
+    assert kwargs("--name", "nightly")["job_name"] == "nightly"
+
+
+def test_schedule_experiment_and_caching_reach_kfp(tmp_path):
+    """--experiment names the experiment the client creates; without --cache only data preparation stays cached."""
+    from visioncompress.cli import _compile_to
+
+    assert _schedule_args("--cron", "0 3 * * 1", "--experiment", "nightly-exp").experiment == "nightly-exp"
+    package = _compile_to("ptq_torch", tmp_path / "ptq_torch.yaml")
+    compiled = package.read_text()
+    for flag in (True, False):  # --cache / --no-cache: KFP's enable_caching decides, the package is as compiled
+        assert _compile_to("ptq_torch", tmp_path / "again.yaml", recompute_after_data=flag is None).read_text() \
+            == compiled
+
+    def caching(text):
+        spec = next(yaml.safe_load_all(text))
+        tasks = dict(spec["root"]["dag"]["tasks"])
+        for component in spec["components"].values():
+            tasks.update(component.get("dag", {}).get("tasks", {}))
+        return {name: t.get("cachingOptions", {}).get("enableCache", False) for name, t in tasks.items()
+                if not t["componentRef"]["name"].startswith("comp-condition")}
+
+    as_compiled = caching(compiled)
+    assert as_compiled["data-prep"] is True and as_compiled["finetune"] is True and as_compiled["publish"] is False
+    package = _compile_to("ptq_torch", tmp_path / "scheduled.yaml", recompute_after_data=True)
+    scheduled = caching(package.read_text())
+    assert scheduled.pop("data-prep") is True and set(scheduled.values()) == {False}
+    assert {"finetune", "quantize-torch", "benchmark", "report", "publish"} <= set(scheduled)
+    # The rewritten package still loads as a pipeline spec with its platform (secret, placement) part.
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec, platform = yaml.safe_load_all(package.read_text())
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    assert "kubernetes" in platform["platforms"]
+
+
 # ---------------------------------------------------------------- KFP connection errors
 
 
@@ -275,7 +388,7 @@ def test_schedule_create_list_delete(capsys, fake_kfp):
     code, out, err = _cli(capsys, "schedule", "create", "ptq_torch", "--cron", "0 3 * * 1", "--host", fake_kfp,
                           "-p", "FINETUNE_EPOCHS=2", "--name", "nightly-ptq")
     assert code == 0, err
-    assert "scheduled nightly-ptq (0 0 3 * * 1, max concurrency 1, catch-up off)" in out
+    assert "scheduled nightly-ptq (0 0 3 * * 1, max concurrency 1, catch-up off, cache data preparation only)" in out
     body = next(b for method, path, b, _ in _FakeKfp.requests
                 if method == "POST" and path == "/apis/v2beta1/recurringruns")
     assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"

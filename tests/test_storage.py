@@ -2,8 +2,8 @@
 
 Covers URI and settings parsing, single-object and prefix transfers, a multipart upload with its
 checksum checked after download, the clear errors (missing bucket, missing object, rejected
-credentials, unreachable endpoint), publishing (dated prefix, manifest, latest pointer), the publish
-component and its pipeline wiring, and dataset/model inputs given as s3:// URIs.
+credentials, unreachable endpoint), the publish step's pipeline wiring, and dataset/model inputs given
+as s3:// URIs. Publications themselves are tested on real pipeline outputs in tests/test_publish.py.
 """
 
 import hashlib
@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from visioncompress.artifacts import ModelMetadata, write_model_metadata
-from visioncompress.errors import ArtifactError, ConfigError
+from visioncompress.errors import ConfigError
 from visioncompress.storage import (
     CredentialsError, MissingBucketError, MissingObjectError, StorageError, UnreachableError, download, get_json,
-    is_remote, load_storage_settings, localized, make_client, parse_uri, publish, sha256_file, upload_dir,
+    is_remote, load_storage_settings, localized, make_client, parse_uri, sha256_file, upload_dir,
     upload_file,
 )
 
@@ -219,114 +218,6 @@ def test_unreachable_endpoint_is_a_clear_error(s3_env, tmp_path, monkeypatch):
         download("s3://some-bucket/x.zip", tmp_path)
 
 
-# ---------------------------------------------------------------- publishing
-
-
-def _model_dir(path: Path, *, stage: str, precision: str, fmt: str = "onnx", payload: bytes = b"onnx-bytes") -> Path:
-    path.mkdir(parents=True)
-    metadata = ModelMetadata(task="classification", architecture="resnet18", classes=["a", "b"], input_size=32,
-                             channels=3, mean=[0.5] * 3, std=[0.25] * 3, format=fmt, precision=precision,
-                             stage=stage, params={"quant_format": "QDQ", "per_channel": False},
-                             parent={"stage": "finetune", "uri": "/artifacts/fp32"})
-    (path / metadata.file_name).write_bytes(payload)
-    write_model_metadata(path, metadata)
-    return path
-
-
-def _results(path: Path, top1: float) -> Path:
-    rows = [{"variant": "fp32", "backend": "torch", "format": "torch-module", "precision": "fp32",
-             "stage": "finetune", "architecture": "resnet18", "batch_size": 1, "p50_ms": 3.0, "p90_ms": 3.5,
-             "throughput_ips": 300.0, "top1": 90.0, "size_mb": 44.0},
-            {"variant": "int8", "backend": "onnxruntime", "format": "onnx", "precision": "int8",
-             "stage": "quantize_onnx", "architecture": "resnet18", "batch_size": 1, "p50_ms": 1.0, "p90_ms": 1.2,
-             "throughput_ips": 900.0, "top1": top1, "top1_delta": round(top1 - 90.0, 3), "speedup": 3.0,
-             "size_mb": 11.0}]
-    path.write_text(json.dumps(rows))
-    return path
-
-
-def _publish(tmp_path: Path, destination: str, top1: float, day: str, budget: float = 1.0) -> dict:
-    work = tmp_path / day
-    model = _model_dir(work / "onnx_ptq", stage="quantize_onnx", precision="int8", payload=os.urandom(4096))
-    report = work / "report.md"
-    report.write_text(f"# report {day}\n")
-    return publish({"onnx_ptq": model}, report, _results(work / "results.json", top1), destination,
-                   accuracy_budget=budget, run_date=day, sources={"onnx_ptq": f"minio://kfp/runs/{day}/model"})
-
-
-def test_publish_dated_prefix_manifest_and_latest_pointer(s3_env, bucket, raw_client, tmp_path):
-    destination = f"s3://{bucket}/resnet18"
-    first = _publish(tmp_path, destination, 88.0, "2026-11-23")
-    names = sorted(o.object_name for o in raw_client.list_objects(bucket, recursive=True))
-    assert names == [f"resnet18/2026-11-23/{n}" for n in
-                     ("manifest.json", "models/onnx_ptq/model.json", "models/onnx_ptq/model.onnx", "report.md",
-                      "results.json")] + ["resnet18/latest.json"]
-    manifest = get_json(f"{destination}/2026-11-23/manifest.json")
-    assert manifest == first and manifest["destination"] == f"{destination}/2026-11-23/"
-    assert manifest["metrics"]["onnx_ptq"]["top1"] == 88.0
-    assert manifest["parameters"]["onnx_ptq"] == {"quant_format": "QDQ", "per_channel": False}
-    assert manifest["sources"]["onnx_ptq"]["artifact"] == "minio://kfp/runs/2026-11-23/model"
-    assert manifest["latest"]["moved"] and manifest["latest"]["reason"] == "first publication"
-    local_model = tmp_path / "2026-11-23" / "onnx_ptq" / "model.onnx"
-    assert manifest["checksums"]["models/onnx_ptq/model.onnx"]["sha256"] == sha256_file(local_model)
-    # Every checksum in the manifest matches what is stored.
-    fetched = download(f"{destination}/2026-11-23/", tmp_path / "fetched")
-    for relative, entry in manifest["checksums"].items():
-        assert sha256_file(fetched / relative) == entry["sha256"], relative
-    assert get_json(f"{destination}/latest.json")["date"] == "2026-11-23"
-
-    # 0.5 points lower: within the 1.0 budget, the pointer moves.
-    second = _publish(tmp_path, destination, 87.5, "2026-11-24")
-    assert second["latest"]["moved"]
-    latest = get_json(f"{destination}/latest.json")
-    assert (latest["date"], latest["top1"], latest["prefix"]) == ("2026-11-24", 87.5, f"{destination}/2026-11-24/")
-
-    # 3 points lower: published under its date, but latest stays on the better model.
-    third = _publish(tmp_path, destination, 84.5, "2026-11-25")
-    assert not third["latest"]["moved"] and "3.000 points below 87.500" in third["latest"]["reason"]
-    assert get_json(f"{destination}/2026-11-25/manifest.json")["top1"] == 84.5
-    assert get_json(f"{destination}/latest.json")["date"] == "2026-11-24"
-
-
-def test_publish_refuses_bad_inputs_before_uploading(s3_env, bucket, raw_client, tmp_path):
-    model = _model_dir(tmp_path / "m", stage="quantize_onnx", precision="int8")
-    report, results = tmp_path / "r.md", _results(tmp_path / "r.json", 80.0)
-    report.write_text("# r\n")
-    with pytest.raises(ConfigError, match="ACCURACY_BUDGET"):
-        publish({"onnx_ptq": model}, report, results, f"s3://{bucket}/p", accuracy_budget=-1)
-    with pytest.raises(ConfigError, match="RUN_DATE"):
-        publish({"onnx_ptq": model}, report, results, f"s3://{bucket}/p", run_date="next tuesday")
-    with pytest.raises(ArtifactError, match="model.json"):
-        publish({"onnx_ptq": tmp_path}, report, results, f"s3://{bucket}/p")
-    with pytest.raises(MissingBucketError):
-        publish({"onnx_ptq": model}, report, results, "s3://missing-bucket-x/p")
-    assert list(raw_client.list_objects(bucket, recursive=True)) == []
-
-
-def test_publish_component_is_one_line_on_error(s3_env, bucket, tmp_path, capsys):
-    from kfp.dsl import Artifact, Markdown, Model
-
-    from visioncompress.components.publish.component import publish as component
-
-    model = _model_dir(tmp_path / "m", stage="quantize_onnx", precision="int8")
-    report, results = tmp_path / "r.md", _results(tmp_path / "r.json", 80.0)
-    report.write_text("# r\n")
-    manifest = Artifact(uri=str(tmp_path / "out" / "manifest"))
-    component.python_func(report=Markdown(uri=str(report)), results=Artifact(uri=str(results)), manifest=manifest,
-                          onnx_ptq=Model(uri=str(model)), DESTINATION=f"s3://{bucket}/nightly",
-                          ACCURACY_BUDGET=1.0, RUN_DATE="2026-11-25", PRIMARY="")
-    written = json.loads(Path(manifest.path).read_text())
-    assert written["destination"] == f"s3://{bucket}/nightly/2026-11-25/" and manifest.metadata["latest_moved"]
-    assert written["sources"]["onnx_ptq"]["artifact"] == str(model)
-
-    with pytest.raises(SystemExit) as info:
-        component.python_func(report=Markdown(uri=str(report)), results=Artifact(uri=str(results)),
-                              manifest=manifest, onnx_ptq=Model(uri=str(model)), DESTINATION="s3://missing-bkt/x")
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("visioncompress publish: cannot upload to s3://missing-bkt/") and "\n" not in err
-
-
 # ---------------------------------------------------------------- inputs given as URIs
 
 
@@ -403,17 +294,3 @@ def test_user_checkpoint_from_s3(s3_env, bucket, tmp_path):
     uri = upload_file(tmp_path / "weights.pt", f"s3://{bucket}/checkpoints/weights.pt")["uri"]
     loaded = load_user_checkpoint(uri, lambda: torch.nn.Linear(4, 2))
     assert torch.equal(loaded.weight, model.weight)
-
-
-def test_latest_pointer_follows_map_for_detection_models():
-    from visioncompress.storage.publish import _metrics_for, accuracy_of, pointer_decision
-
-    class Meta:
-        format, precision, stage, architecture = "onnx", "int8", "quantize_onnx", "fcos_resnet18_fpn"
-
-    rows = [{"format": "onnx", "precision": "int8", "stage": "quantize_onnx", "architecture": "fcos_resnet18_fpn",
-             "variant": "int8", "backend": "onnxruntime", "batch_size": 1, "mAP": 41.5, "mAP50": 70.2}]
-    assert accuracy_of(_metrics_for(Meta, rows)) == ("mAP", 41.5)
-    assert pointer_decision({"mAP": 42.0}, 41.5, 1.0, "mAP")["moved"] is True
-    kept = pointer_decision({"mAP": 44.0}, 41.5, 1.0, "mAP")
-    assert kept["moved"] is False and kept["reason"].startswith("mAP 41.500 is 2.500 points below")

@@ -134,10 +134,10 @@ def _job_params(args) -> tuple[str, dict]:
     return pipeline, params
 
 
-def _validate(pipeline: str, params: dict) -> None:
+def _validate(pipeline: str, params: dict, *, local: bool = True) -> None:
     from visioncompress.pipelines.registry import validate_pipeline_params
 
-    validate_pipeline_params(pipeline, params)
+    validate_pipeline_params(pipeline, params, local=local)
 
 
 def _stamp() -> str:
@@ -309,7 +309,7 @@ def _compile_to(pipeline: str, path: Path, *, recompute_after_data: bool = False
 def cmd_run(args) -> int:
     pipeline, params = _job_params(args)
     conn = None if args.local else _connection(args)
-    _validate(pipeline, params)
+    _validate(pipeline, params, local=conn is None)
     if conn is None:
         return _run_local(pipeline, params, args.root)
     client = _client(conn)
@@ -399,42 +399,128 @@ def cmd_upload(args) -> int:
     return 0
 
 
+# robfig/cron v1 (KFP's scheduler): 6 fields, seconds first; names for months and weekdays; '?' in the day fields.
+_CRON_FIELDS = (("seconds", 0, 59, ()), ("minutes", 0, 59, ()), ("hours", 0, 23, ()), ("day of month", 1, 31, ()),
+                ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+                ("day of week", 0, 6, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
+_CRON_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+MAX_CONCURRENCY = 10  # the KFP API server refuses more
+
+
+def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> int:
+    if text.lower() in names:
+        return names.index(text.lower()) + low
+    if not text.isdigit():
+        raise ValueError(f"{text!r} is not a number" + (f" or a name ({'/'.join(names)})" if names else ""))
+    return int(text)
+
+
+def _check_cron_field(field: str, name: str, low: int, high: int, names: tuple[str, ...]) -> None:
+    for part in field.split(","):
+        span, slash, step = part.partition("/")
+        if slash and (not step.isdigit() or int(step) == 0):
+            raise ValueError(f"step {step!r} in {part!r} must be a positive whole number")
+        if span in ("*", "?"):
+            if span == "?" and name not in ("day of month", "day of week"):
+                raise ValueError("'?' is only allowed for day of month and day of week")
+            continue
+        first, dash, last = span.partition("-")
+        start = _cron_value(first, low, high, names)
+        end = _cron_value(last, low, high, names) if dash else (high if slash else start)
+        if start < low or end > high:
+            raise ValueError(f"{part!r} is outside {low}-{high}")
+        if start > end:
+            raise ValueError(f"{part!r} starts after it ends")
+
+
 def kfp_cron(expression: str) -> str:
-    """KFP's scheduler takes 6 fields (seconds first); accept the usual 5-field form too."""
+    """The schedule as KFP's scheduler (robfig/cron v1) parses it: 6 fields, seconds first.
+
+    Accepts the usual 5-field form (a 0 seconds field is put in front), 6 fields, and the @daily-style
+    descriptors and ``@every <duration>``; each field is checked for what the scheduler accepts (``*``,
+    ``?`` in the day fields, numbers within range, ``a-b``, ``*/n`` or ``a-b/n``, lists, month and
+    weekday names), so a bad schedule is refused here rather than by the API server.
+    """
     text = " ".join(str(expression).split())
+    allowed = ("5 fields 'min hour day month weekday' (e.g. '0 3 * * 1'), 6 with seconds first, "
+               "@daily/@weekly/@monthly/@yearly/@hourly or '@every 6h'")
     if text.startswith("@"):
-        return text
+        if text.lower() in _CRON_DESCRIPTORS or (text.lower().startswith("@every ")
+                                                 and _DURATION.match(text[7:].strip())):
+            return text
+        raise ConfigError("--cron", expression, allowed)
     fields = text.split(" ")
     if len(fields) == 5:
-        return "0 " + text
-    if len(fields) == 6:
-        return text
-    raise ConfigError("--cron", expression, "5 fields 'min hour day month weekday' (e.g. '0 3 * * 1'), "
-                      "6 with seconds first, or @daily/@weekly")
+        fields = ["0", *fields]
+    if len(fields) != 6:
+        raise ConfigError("--cron", expression, allowed)
+    for field, (name, low, high, names) in zip(fields, _CRON_FIELDS):
+        try:
+            _check_cron_field(field, name, low, high, names)
+        except ValueError as exc:
+            raise ConfigError("--cron", expression, f"a valid {name} field ({low}-{high}): {exc}") from None
+    return " ".join(fields)
+
+
+def check_max_concurrency(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        raise ConfigError("--max-concurrency", value, f"a whole number from 1 to {MAX_CONCURRENCY} "
+                          "(the KFP API server's limit)")
+    return value
+
+
+def rfc3339(value: str | None, option: str) -> str | None:
+    """An ISO date/time as the RFC 3339 UTC string KFP takes; a time without a zone is taken as UTC."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(option, value, "an ISO date or time, e.g. 2026-12-01 or 2026-12-01T03:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def schedule_window(start: str | None, end: str | None) -> tuple[str | None, str | None]:
+    start, end = rfc3339(start, "--start"), rfc3339(end, "--end")
+    if start and end and start >= end:
+        raise ConfigError("--end", end, f"a time after --start ({start})")
+    return start, end
+
+
+def recurring_run_kwargs(args, *, experiment_id: str, package: str, params: dict, pipeline: str) -> dict:
+    """The keyword arguments ``kfp.Client.create_recurring_run`` gets for ``schedule create``."""
+    start, end = schedule_window(args.start, args.end)
+    return dict(experiment_id=experiment_id, job_name=args.name or f"{pipeline}-scheduled",
+                cron_expression=kfp_cron(args.cron), max_concurrency=check_max_concurrency(args.max_concurrency),
+                no_catchup=not args.catchup, params=params, pipeline_package_path=package,
+                enable_caching=args.cache, start_time=start, end_time=end)
 
 
 def cmd_schedule_create(args) -> int:
     pipeline, params = _job_params(args)
     if "RUN_DATE" in _signature(pipeline) and "RUN_DATE" not in params:
         params["RUN_DATE"] = SCHEDULED_DATE
-    cron = kfp_cron(args.cron)
+    kfp_cron(args.cron)
+    check_max_concurrency(args.max_concurrency)
+    schedule_window(args.start, args.end)
     conn = _connection(args)
-    _validate(pipeline, params)
+    _validate(pipeline, params, local=False)
     client = _client(conn)
-    name = args.name or f"{pipeline}-scheduled"
     with tempfile.TemporaryDirectory() as tmp:
         # Without --cache a scheduled run recomputes every step after data preparation (a weekly run must
         # train, measure and publish anew); --cache / --no-cache force caching on / off for every step.
         package = _compile_to(pipeline, Path(tmp) / f"{pipeline}.yaml", recompute_after_data=args.cache is None)
         with _kfp_errors(conn):
             experiment = client.create_experiment(args.experiment, namespace=conn.namespace)
-            recurring = client.create_recurring_run(
-                experiment_id=experiment.experiment_id, job_name=name, cron_expression=cron,
-                max_concurrency=args.max_concurrency, no_catchup=not args.catchup, params=params,
-                pipeline_package_path=str(package), enable_caching=args.cache, start_time=args.start,
-                end_time=args.end)
-    print(f"scheduled {name} ({cron}, max concurrency {args.max_concurrency}, "
-          f"catch-up {'on' if args.catchup else 'off'}): id {recurring.recurring_run_id}")
+            kwargs = recurring_run_kwargs(args, experiment_id=experiment.experiment_id, package=str(package),
+                                          params=params, pipeline=pipeline)
+            recurring = client.create_recurring_run(**kwargs)
+    caching = {None: "data preparation only", True: "on", False: "off"}[args.cache]
+    print(f"scheduled {kwargs['job_name']} ({kwargs['cron_expression']}, max concurrency {args.max_concurrency}, "
+          f"catch-up {'on' if args.catchup else 'off'}, cache {caching}): id {recurring.recurring_run_id}")
     return 0
 
 
@@ -518,8 +604,9 @@ def _add_job_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", default=None,
                         help="a pipeline parameter (repeatable; wins over the job file)")
     parser.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
-                        help="force KFP caching on/off for every step (default: as compiled - data "
-                             "preparation cached, publishing never)")
+                        help="force KFP caching on/off for every step (default: run - as compiled, "
+                             "publishing never cached; schedule create - only data preparation cached, every "
+                             "later step recomputed)")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -579,11 +666,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                                       "5 fields, or 6 with seconds first")
     create.add_argument("--name", default=None, help="recurring run name (default: PIPELINE-scheduled)")
     create.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="KFP experiment (created if missing)")
-    create.add_argument("--max-concurrency", type=int, default=1, help="runs allowed at the same time")
+    create.add_argument("--max-concurrency", type=int, default=1, help=f"runs allowed at the same time "
+                                                                       f"(1-{MAX_CONCURRENCY})")
     create.add_argument("--catchup", action="store_true", default=False,
                         help="start the runs missed while paused or behind (off: only the latest)")
-    create.add_argument("--start", default=None, help="first time it may run (RFC 3339)")
-    create.add_argument("--end", default=None, help="last time it may run (RFC 3339)")
+    create.add_argument("--start", default=None, help="first time it may run (ISO date/time; UTC unless a zone "
+                                                      "is given)")
+    create.add_argument("--end", default=None, help="last time it may run (ISO date/time, after --start)")
     _add_connection(create)
     create.set_defaults(func=cmd_schedule_create)
 
@@ -605,9 +694,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
-    if getattr(args, "max_concurrency", 1) < 1:
-        print(f"{PROG}: --max-concurrency must be at least 1", file=sys.stderr)
-        return 2
     try:
         return args.func(args)
     except VisionCompressError as exc:

@@ -206,11 +206,14 @@ def _publish(a, c):
     sources.update(report=a["report"].uri, results=a["results"].uri)
     published = publish({name: x.path for name, x in given.items()}, a["report"].path, a["results"].path,
                         config.destination, accuracy_budget=config.accuracy_budget, run_date=config.run_date or None,
-                        primary=config.primary or None, sources=sources)
+                        primary=config.primary or None, sources=sources, run_id=a["_params"].get("RUN_ID") or None,
+                        publish_over_budget=config.publish_over_budget, keep_last=config.keep_last)
     manifest = a["manifest"]
     write_json(manifest, published)
-    manifest.metadata.update({"destination": published["destination"], "latest_moved": published["latest"]["moved"],
-                              **{k: published[k] for k in ("top1", "mAP") if k in published}})
+    manifest.metadata.update({
+        "destination": published["destination"] or "", "published": published["published"],
+        "status": published["status"], "metric_name": published["metric_name"], "metric": published["metric"],
+        "latest_moved": published["latest"]["moved"]})
 
 
 _DS, _MODEL = ("dataset", "Dataset"), ("model", "Model")
@@ -276,7 +279,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("publish", "Upload the given models, the report and a manifest to DESTINATION; move latest.json only "
           "within ACCURACY_BUDGET.", _publish, inputs=(("report", "Markdown"), ("results", "Artifact")),
           optional_inputs=_MODELS_IN, outputs=(("manifest", "Artifact"),), uses=(PublishConfig, StorageConfig),
-          kind="publish"),
+          extra=("RUN_ID",), kind="publish"),
 )}
 
 

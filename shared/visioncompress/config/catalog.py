@@ -136,11 +136,18 @@ PARAMS: dict[str, Param] = _table(
     Param('DESTINATION', str, '',
           's3://bucket/prefix or minio://bucket/prefix; empty = do not publish'),
     Param('ACCURACY_BUDGET', float, 1.0,
-          'top-1 points the new model may lose against the current latest before the latest pointer stops moving'),
+          "top-1 points (mAP points for detection) the new model may lose against the current latest; a "
+          "candidate further below never becomes latest"),
     Param('RUN_DATE', str, '',
           'publication date (YYYY-MM-DD); empty = today (UTC); schedules pass [[ScheduledTime.2006-01-02]]'),
     Param('PRIMARY', str, '',
-          'the published model whose top-1 gates the latest pointer (default: the first)'),
+          "the published model whose top-1 (mAP) gates the latest pointer (default: the first)"),
+    Param('PUBLISH_OVER_BUDGET', bool, False,
+          "upload a candidate over ACCURACY_BUDGET anyway, under its own prefix with a manifest marked rejected "
+          "(latest.json never moves to it); False: upload nothing"),
+    Param('KEEP_LAST', int, 0,
+          "keep this many newest publications and delete older ones (never the one latest.json points to); 0 "
+          "keeps every publication"),
     Param('FP16_FALLBACK', bool, True,
           'let layers without Q/DQ run in FP16 instead of FP32 (TensorRT 10; TensorRT 11 keeps the ONNX types)'),
     Param('DYNAMIC_BATCH', bool, False,
@@ -196,6 +203,8 @@ PARAMS: dict[str, Param] = _table(
     Param('FP32_RUNTIMES', list, [], "runtimes in which the FP32 model is also measured", internal=True,
           item=str),
     Param('TITLE', str, 'visioncompress comparison', "the report's title", internal=True),
+    Param('RUN_ID', str, '', "the KFP run id; names the publication's prefix so two runs on one date never "
+          "share it (empty: a hash of the published files)", internal=True),
     Param('NOTICE', str, '', "why a branch of the pipeline did not run (shown in the step's log)", internal=True),
 )
 

@@ -18,8 +18,8 @@ from visioncompress.detection.train import DetectionTrainResult, evaluate_map
 from visioncompress.detection.zoo import build_detector, detection_model_names
 from visioncompress.errors import ArtifactError, ConfigError
 from visioncompress.log import get_logger
-from visioncompress.models import load_torch_module, load_user_checkpoint, save_torch_model
-from visioncompress.storage.s3 import localized
+from visioncompress.models import load_torch_module, save_torch_model
+from visioncompress.models.io import load_teacher_checkpoint
 
 log = get_logger("detection.distill")
 TORCHVISION_METHODS = ("pkd", "cwd")
@@ -47,9 +47,8 @@ def _teacher(config: DistillConfig, data: DetectionData, teacher_dir) -> tuple[t
         return build_detector(config.teacher_model, manifest.num_classes, manifest.input_size, manifest.mean,
                               manifest.std)
 
-    if config.custom_teacher_path:
-        with localized(config.custom_teacher_path) as path:
-            return load_user_checkpoint(path, build), config.custom_teacher_path
+    if config.custom_teacher_path:  # errors name CUSTOM_TEACHER_PATH, not the student's CUSTOM_MODEL_PATH
+        return load_teacher_checkpoint(config.custom_teacher_path, build), config.custom_teacher_path
     return build(), config.teacher_model
 
 

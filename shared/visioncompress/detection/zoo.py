@@ -29,6 +29,36 @@ def detection_model_names() -> list[str]:
     return sorted([*TORCHVISION_DETECTORS, *SMALL_DETECTORS])
 
 
+def detector_traits(name: str) -> dict:
+    """What a detector's name says about it without building it: its family and whether it has an FPN.
+
+    ``family`` is ``fcos``, ``retinanet``, ``ssd`` or ``two-stage`` (as ``heads.family`` says of the built
+    model); ``fpn`` is whether ``model.backbone.fpn`` exists (what GroupFisher pruning needs).
+    """
+    if name not in detection_model_names():
+        raise ConfigError("MODEL", name, detection_model_names())
+    if name in SMALL_DETECTORS:
+        return {"family": SMALL_DETECTORS[name][0].lower(), "fpn": True}
+    family = next(f for prefix, f in (("fcos", "fcos"), ("retinanet", "retinanet"), ("ssd", "ssd"),
+                                      ("fasterrcnn", "two-stage")) if name.startswith(prefix))
+    return {"family": family, "fpn": "_fpn" in name}
+
+
+def require_detector(name: str, need: str, stage: str, pipeline: str = "") -> None:
+    """Refuse MODEL ``name`` before any work when ``stage`` cannot take it.
+
+    ``need`` is ``one-stage`` (ONNX PTQ, OpenVINO QAT: ``heads.require_one_stage``) or ``fpn``
+    (GroupFisher pruning: ``group_fisher._fpn``).
+    """
+    checks = {"one-stage": (lambda t: t["family"] != "two-stage", "a one-stage detector"),
+              "fpn": (lambda t: t["fpn"], "a detector with an FPN backbone")}
+    fits, what = checks[need]
+    if not fits(detector_traits(name)):
+        names = [n for n in detection_model_names() if fits(detector_traits(n))]
+        where = f" in pipeline {pipeline!r}" if pipeline else ""
+        raise ConfigError("MODEL", name, f"{what} for {stage}{where}: " + ", ".join(names))
+
+
 def _small_backbone(depth: str, pretrained: bool):
     import torchvision
     from torchvision.models.detection.backbone_utils import BackboneWithFPN

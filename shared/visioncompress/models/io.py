@@ -93,3 +93,33 @@ def load_user_checkpoint(path: str | os.PathLike, architecture_builder) -> Any:
             ) from exc
         return model.eval()
     raise ArtifactError(f"CUSTOM_MODEL_PATH={str(path)!r} holds a {type(loaded).__name__}, not a model or state_dict")
+
+
+_TEACHER_NAMES = {"MODEL": "TEACHER_MODEL", "CUSTOM_MODEL_PATH": "CUSTOM_TEACHER_PATH", "uri": "CUSTOM_TEACHER_PATH"}
+
+
+def load_teacher_checkpoint(path: str, architecture_builder) -> Any:
+    """``load_user_checkpoint`` for CUSTOM_TEACHER_PATH: its errors name the teacher's parameters."""
+    try:
+        return load_user_checkpoint(path, architecture_builder)
+    except ConfigError as exc:
+        if exc.parameter not in _TEACHER_NAMES:
+            raise
+        raise ConfigError(_TEACHER_NAMES[exc.parameter], path if exc.parameter != "MODEL" else exc.value,
+                          exc.allowed) from exc
+    except ArtifactError as exc:
+        message = str(exc).replace("CUSTOM_MODEL_PATH", "CUSTOM_TEACHER_PATH").replace("MODEL's", "TEACHER_MODEL's")
+        raise type(exc)(message) from exc
+
+
+def check_checkpoint_path(parameter: str, value: Any) -> None:
+    """Before any work: an s3:// / minio:// URI that parses, or a file or model artifact folder that exists here."""
+    text = str(value).strip()
+    if is_remote(text):
+        from visioncompress.storage.s3 import parse_uri
+
+        parse_uri(text, parameter)
+        return
+    if "://" in text or not (Path(text).is_file() or is_model_artifact(Path(text))):
+        raise ConfigError(parameter, value, "an existing .pt/.pth file or model artifact folder, or an "
+                          "s3://bucket/key or minio://bucket/key URI")

@@ -483,3 +483,31 @@ def get_json(uri: str, *, storage: Storage | None = None, missing_ok: bool = Fal
         return json.loads(data)
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{uri} is not valid JSON: {exc}") from None
+
+
+def list_keys(uri: str, *, storage: Storage | None = None) -> list[str]:
+    """Every object key under the prefix ``uri`` (recursive, sorted); empty when there is none."""
+    target = parse_uri(uri)
+    storage = _storage(target, storage)
+    with _translated(storage, target, "list"):
+        return sorted(o.object_name for o in storage.client.list_objects(target.bucket, prefix=target.prefix,
+                                                                         recursive=True)
+                      if not o.is_dir and not o.object_name.endswith("/"))
+
+
+def delete_keys(bucket_uri: str, keys: list[str], *, storage: Storage | None = None) -> None:
+    """Delete ``keys`` (in the order given) from the bucket of ``bucket_uri``."""
+    target = parse_uri(bucket_uri)
+    storage = _storage(target, storage)
+    for key in keys:
+        with _translated(storage, ObjectURI(target.scheme, target.bucket, key), "delete"):
+            storage.client.remove_object(target.bucket, key)
+
+
+def stored_sha256(uri: str, *, storage: Storage | None = None) -> str | None:
+    """The SHA-256 an object was uploaded with (its ``x-amz-meta-sha256``), or None when it carries none."""
+    target = parse_uri(uri)
+    storage = _storage(target, storage)
+    with _translated(storage, target, "stat"):
+        stat = storage.client.stat_object(target.bucket, target.key)
+    return (stat.metadata or {}).get(_SHA256_HEADER)
