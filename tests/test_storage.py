@@ -323,7 +323,7 @@ def test_publish_component_is_one_line_on_error(s3_env, bucket, tmp_path, capsys
                               manifest=manifest, onnx_ptq=Model(uri=str(model)), DESTINATION="s3://missing-bkt/x")
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("visioncompress publish: cannot upload to s3://missing-bkt/") and "\n" not in err
+    assert err.startswith("visioncompress: publish: cannot upload to s3://missing-bkt/") and "\n" not in err
 
 
 def test_publish_step_maps_the_secret_and_never_caches(tmp_path, monkeypatch):

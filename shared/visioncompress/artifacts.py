@@ -4,7 +4,8 @@ Dataset artifact: a directory holding ``manifest.json`` and one ``<split>.npz`` 
 (``images`` uint8 N x H x W x C_stored, ``labels`` int64).
 Model artifact: a directory holding the backend's own model file(s) and ``model.json``
 (task, architecture, classes, input size, normalisation, backend, format, precision,
-the stage and parameters that produced it, and its parent artifact).
+the stage and parameters that produced it, its parent artifact, and the SHA-256 of every
+file beside it: a stage refuses an artifact whose files do not match).
 Both are written to a temporary sibling and renamed into place, so a killed stage
 never leaves a half-written output behind.
 """
@@ -12,6 +13,7 @@ never leaves a half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -28,7 +30,8 @@ SPLITS = ("train", "val", "calibration", "test")
 
 # format -> (backend, file name inside the model directory, the standard call that loads it)
 MODEL_FORMATS = {
-    "torch-module": ("torch", "model.pt", "torch.load(path, weights_only=False)"),
+    # A torch model as tensors (safetensors, no unpickler) + model.arch.json (its module tree as data).
+    "torch-module": ("torch", "model.safetensors", "visioncompress.models.load_torch_module(directory)"),
     "torchscript": ("torch", "model.pt", "torch.jit.load(path)"),
     "onnx": ("onnxruntime", "model.onnx", "onnx.load(path) / onnxruntime.InferenceSession(path)"),
     "openvino-ir": ("openvino", "model.xml", "openvino.Core().read_model(path)"),
@@ -70,8 +73,9 @@ class ModelMetadata:
     params: dict[str, Any] = field(default_factory=dict)
     parent: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256, filled on write
     kind: str = "visioncompress.model"
-    version: int = 1
+    version: int = 2
 
     @property
     def num_classes(self) -> int:
@@ -91,6 +95,7 @@ class ModelMetadata:
 
     def derive(self, **changes: Any) -> "ModelMetadata":
         data = asdict(self)
+        data["files"] = {}  # a derived artifact's files are hashed when it is written
         data.update(changes)
         return ModelMetadata(**data)
 
@@ -128,21 +133,65 @@ def read_dataset_manifest(directory: str | os.PathLike) -> DatasetManifest:
     return DatasetManifest(**data)
 
 
-def write_model_metadata(directory: Path, metadata: ModelMetadata) -> None:
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _artifact_files(directory: Path) -> dict[str, str]:
+    """sha256 of every file in the artifact directory except model.json itself."""
+    return {path.relative_to(directory).as_posix(): file_sha256(path)
+            for path in sorted(directory.rglob("*")) if path.is_file() and path.name != MODEL_METADATA}
+
+
+def write_model_metadata(directory: Path, metadata: ModelMetadata) -> ModelMetadata:
+    """Write model.json last: it records the sha256 of every file already in ``directory``."""
+    directory = Path(directory)
     if metadata.format not in MODEL_FORMATS:
         raise ArtifactError(f"unknown model format {metadata.format!r}; known: {sorted(MODEL_FORMATS)}")
-    if not (Path(directory) / metadata.file_name).is_file():
+    if not (directory / metadata.file_name).is_file():
         raise ArtifactError(f"model file {metadata.file_name} was not written to {directory}")
-    _write_json(Path(directory) / MODEL_METADATA, asdict(metadata))
+    metadata.files = _artifact_files(directory)
+    _write_json(directory / MODEL_METADATA, asdict(metadata))
+    return metadata
 
 
-def read_model_metadata(directory: str | os.PathLike) -> ModelMetadata:
+def verify_model_files(directory: str | os.PathLike, metadata: ModelMetadata) -> None:
+    """Refuse an artifact whose files were changed, removed or never recorded after it was written."""
+    directory = Path(directory)
+    if not metadata.files:
+        raise ArtifactError(f"model artifact {directory} records no file checksums (model.json version "
+                            f"{metadata.version}); re-run the stage that wrote it")
+    if metadata.file_name not in metadata.files:
+        raise ArtifactError(f"model artifact {directory}: model.json records no checksum for {metadata.file_name}")
+    for relative, expected in sorted(metadata.files.items()):
+        path = directory / relative
+        if ".." in Path(relative).parts or not path.is_file():
+            raise ArtifactError(f"model artifact {directory} is missing {relative}")
+        if file_sha256(path) != expected:
+            raise ArtifactError(f"model artifact {directory}: {relative} does not match the sha256 in "
+                                f"{MODEL_METADATA} (changed after it was written); refusing to load it")
+
+
+def read_model_metadata(directory: str | os.PathLike, *, verify: bool = True) -> ModelMetadata:
     data = _read_kind(Path(directory) / MODEL_METADATA, "visioncompress.model", "model")
-    metadata = ModelMetadata(**data)
+    known = set(ModelMetadata.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ArtifactError(f"{Path(directory) / MODEL_METADATA}: unknown field(s) {unknown}")
+    try:
+        metadata = ModelMetadata(**data)
+    except TypeError as exc:
+        raise ArtifactError(f"{Path(directory) / MODEL_METADATA} is incomplete: {exc}") from exc
     if metadata.format not in MODEL_FORMATS:
         raise ArtifactError(f"{directory}: unknown model format {metadata.format!r}")
     if not (Path(directory) / metadata.file_name).is_file():
         raise ArtifactError(f"model artifact {directory} has no {metadata.file_name}")
+    if verify:
+        verify_model_files(directory, metadata)
     return metadata
 
 

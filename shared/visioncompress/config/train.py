@@ -50,13 +50,20 @@ class ModelConfig:
     model: str = spec_field("resnet18", "MODEL", help="torchvision classification model name")
     pretrained: bool = spec_field(False, "PRETRAINED", help="load ImageNet weights when no custom model is given")
     custom_model_path: str = spec_field("", "CUSTOM_MODEL_PATH",
-                                        help="a torch.save'd model or state_dict (.pt/.pth), or a model artifact dir")
+                                        help="the starting model's weights: a state dict (.pt/.pth), safetensors, "
+                                             "TorchScript, a torch.export program (.pt2) or a model artifact dir "
+                                             "(local, s3:// or minio://)")
+    trust_pickled_model: bool = spec_field(False, "TRUST_PICKLED_MODEL",
+                                           help="also accept a whole pickled module as CUSTOM_MODEL_PATH / "
+                                                "CUSTOM_TEACHER_PATH: loading it runs code from that file, so only "
+                                                "for files whose author you trust")
 
     def __post_init__(self) -> None:
         from visioncompress.detection.zoo import detection_model_names
         from visioncompress.models.zoo import classification_model_names
 
         self.pretrained = check_bool("PRETRAINED", self.pretrained)
+        self.trust_pickled_model = check_bool("TRUST_PICKLED_MODEL", self.trust_pickled_model)
         if not self.custom_model_path:
             names = classification_model_names()
             if self.model not in names and self.model not in detection_model_names():
