@@ -50,7 +50,7 @@ class _TaskOutput:
 
     def __init__(self, log, terminal, debug: bool):
         self.log, self.terminal, self.debug = log, terminal, debug
-        self._pending, self._in_trace = "", False
+        self._pending, self._in_trace, self._indent = "", False, 0
 
     def write(self, text: str) -> int:
         self.log.write(text)
@@ -64,15 +64,18 @@ class _TaskOutput:
         return len(text)
 
     def _keep(self, line: str) -> bool:
-        if line.startswith("Traceback (most recent call last):"):
-            self._in_trace = True
+        stripped = line.lstrip()
+        indent = len(line) - len(stripped)  # kfp.local indents each task's lines
+        if stripped.startswith("Traceback (most recent call last):"):
+            self._in_trace, self._indent = True, indent
+            return False
+        if stripped.startswith(("During handling of the above exception", "The above exception was")):
             return False
         if self._in_trace:
-            if line.startswith((" ", "\t")) or not line.strip() or line.startswith(("During handling",
-                                                                                    "The above exception")):
+            if not stripped or indent > self._indent:
                 return False
-            self._in_trace = False
-            return line.startswith("visioncompress:")  # the exception's own line stays in the log only
+            self._in_trace = False  # back at the traceback's own indentation: the exception's line
+            return stripped.startswith("visioncompress:")
         return True
 
     def flush(self) -> None:

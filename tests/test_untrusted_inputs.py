@@ -555,3 +555,46 @@ def test_local_run_never_runs_a_payload(tmp_path, capsys):
     assert line.startswith("visioncompress: finetune: CUSTOM_MODEL_PATH=") and "TRUST_PICKLED_MODEL" in line
     assert not marker.exists()
     assert [p.parent.name for p in _run_outputs(root)] == ["dataset"]  # data_prep finished; nothing after it
+
+
+# ---------------------------------------------------------------- the one line, inside a step
+
+
+def test_unexpected_error_ends_the_step_with_one_line(tmp_path, capsys, monkeypatch):
+    import json
+
+    from visioncompress.kfp_io import FAILURE_FILE_ENV, stage
+
+    record = tmp_path / "failures.jsonl"
+    monkeypatch.setenv(FAILURE_FILE_ENV, str(record))
+    with pytest.raises(SystemExit) as info:
+        with stage("prune"):
+            {}["missing"]
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "Traceback (most recent call last):"  # the pod log keeps the stack ...
+    assert err[-1] == "visioncompress: prune: unexpected KeyError: 'missing'"  # ... and ends with the line
+    assert json.loads(record.read_text()) == {"stage": "prune", "message": "unexpected KeyError: 'missing'",
+                                              "exit_code": 1}
+
+
+def test_local_output_keeps_stacks_in_the_log_only():
+    from pipelines.local import _TaskOutput
+
+    plain = ("12:00:01 [visioncompress.prune] pruning\n"
+             "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n    boom()\n"
+             "ValueError: inner\n\nDuring handling of the above exception, another exception occurred:\n\n"
+             "Traceback (most recent call last):\n  File \"y.py\", line 2, in <module>\n"
+             "KeyError: 'missing'\n"
+             "visioncompress: prune: unexpected KeyError: 'missing'\n")
+    task_output = "".join("    " + line + "\n" for line in plain.splitlines())  # as kfp.local prints it
+    log, terminal = io.StringIO(), io.StringIO()
+    out = _TaskOutput(log, terminal, debug=False)
+    for piece in (task_output[:50], task_output[50:]):  # arrives in arbitrary chunks
+        out.write(piece)
+    assert log.getvalue() == task_output
+    shown = [line.strip() for line in terminal.getvalue().splitlines() if line.strip()]
+    assert shown == ["12:00:01 [visioncompress.prune] pruning", "visioncompress: prune: unexpected KeyError: 'missing'"]
+    debug_terminal = io.StringIO()
+    _TaskOutput(io.StringIO(), debug_terminal, debug=True).write(task_output)
+    assert debug_terminal.getvalue() == task_output

@@ -28,6 +28,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from visioncompress.errors import ArtifactError
 
 TREE_KIND = "visioncompress.module-tree"
@@ -106,6 +108,10 @@ class _Encoder:
             return {"$param": self.tensor(value, path), "grad": bool(value.requires_grad)}
         if isinstance(value, torch.Tensor):
             return {"$tensor": self.tensor(value, path)}
+        if isinstance(value, np.generic):  # numpy scalars (thresholds computed with numpy)
+            return self.encode(value.item(), path)
+        if isinstance(value, np.ndarray):
+            return {"$ndarray": self.tensor(torch.from_numpy(np.ascontiguousarray(value)), path)}
         if isinstance(value, torch.Size):
             return {"$size": list(value)}
         if isinstance(value, torch.dtype):
@@ -181,6 +187,8 @@ class _Decoder:
             return torch.nn.Parameter(self.tensor(value["$param"]), requires_grad=bool(value.get("grad", True)))
         if tag == "$tensor":
             return self.tensor(value["$tensor"])
+        if tag == "$ndarray":
+            return self.tensor(value["$ndarray"]).numpy()
         if tag == "$size":
             return torch.Size(value["$size"])
         if tag == "$dtype":
