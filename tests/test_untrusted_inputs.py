@@ -598,3 +598,39 @@ def test_local_output_keeps_stacks_in_the_log_only():
     debug_terminal = io.StringIO()
     _TaskOutput(io.StringIO(), debug_terminal, debug=True).write(task_output)
     assert debug_terminal.getvalue() == task_output
+
+
+def test_tampered_dataset_stops_the_next_stage(tiny_dataset, tmp_path, capsys):
+    copy = tmp_path / "dataset"
+    shutil.copytree(tiny_dataset, copy)
+    with np.load(copy / "train.npz") as data:
+        images, labels = data["images"].copy(), data["labels"].copy()
+    labels[0] = (labels[0] + 1) % 10  # one label changed after the dataset was written
+    np.savez(copy / "train.npz", images=images, labels=labels)
+    out = tmp_path / "out" / "model"
+    with pytest.raises(SystemExit) as info:
+        _component("finetune").python_func(dataset=Dataset(uri=str(copy)), model=Model(uri=str(out)),
+                                           metrics=Metrics(uri=str(tmp_path / "out" / "metrics")),
+                                           MODEL="mobilenet_v3_small", TRAINING=False)
+    assert info.value.code == 2
+    _one_line(capsys, "finetune", ["train.npz", "sha256"])
+    assert not out.exists()
+
+
+def test_small_images_and_few_calibration_images_are_warnings(tmp_path):
+    import logging
+
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = logging.getLogger("visioncompress")
+    logger.addHandler(handler)
+    try:
+        root = _folder(tmp_path / "images", {"cat": 5, "dog": 5})  # 20 px images
+        manifest = prepare_dataset(DataConfig(source="folder", path=str(root), insize=32, calibration_samples=100,
+                                              val_fraction=0.2), tmp_path / "dataset")
+    finally:
+        logger.removeHandler(handler)
+    assert manifest.splits["calibration"] == manifest.splits["train"] == 6  # all of them, as the warning says
+    assert any("10 of 10 images are smaller than insize=32" in r for r in records)
+    assert any("CALIBRATION_SAMPLES=100 but the training split holds 6 images" in r for r in records)

@@ -50,8 +50,9 @@ class DatasetManifest:
     std: list[float]
     splits: dict[str, int]
     source: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256, filled on write
     kind: str = "visioncompress.dataset"
-    version: int = 1
+    version: int = 2
 
     @property
     def num_classes(self) -> int:
@@ -121,16 +122,27 @@ def staged_output(final_dir: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_dataset_manifest(directory: Path, manifest: DatasetManifest) -> None:
+    """Write manifest.json last: it records the sha256 of every file already in ``directory``."""
+    manifest.files = _artifact_files(Path(directory), DATASET_MANIFEST)
     _write_json(Path(directory) / DATASET_MANIFEST, asdict(manifest))
 
 
-def read_dataset_manifest(directory: str | os.PathLike) -> DatasetManifest:
+def read_dataset_manifest(directory: str | os.PathLike, *, verify: bool = True) -> DatasetManifest:
     path = Path(directory) / DATASET_MANIFEST
     data = _read_kind(path, "visioncompress.dataset", "dataset")
     missing = [s for s in SPLITS if not (Path(directory) / f"{s}.npz").is_file()]
     if missing:
         raise ArtifactError(f"dataset artifact {directory} is incomplete: missing split file(s) {missing}")
-    return DatasetManifest(**data)
+    unknown = sorted(set(data) - set(DatasetManifest.__dataclass_fields__))
+    if unknown:
+        raise ArtifactError(f"{path}: unknown field(s) {unknown}")
+    try:
+        manifest = DatasetManifest(**data)
+    except TypeError as exc:
+        raise ArtifactError(f"{path} is incomplete: {exc}") from exc
+    if verify:
+        _verify_files(directory, manifest.files, DATASET_MANIFEST, manifest.version, "dataset")
+    return manifest
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -141,10 +153,10 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _artifact_files(directory: Path) -> dict[str, str]:
-    """sha256 of every file in the artifact directory except model.json itself."""
+def _artifact_files(directory: Path, own: str = MODEL_METADATA) -> dict[str, str]:
+    """sha256 of every file in the artifact directory except its own model.json / manifest.json."""
     return {path.relative_to(directory).as_posix(): file_sha256(path)
-            for path in sorted(directory.rglob("*")) if path.is_file() and path.name != MODEL_METADATA}
+            for path in sorted(directory.rglob("*")) if path.is_file() and path.relative_to(directory).as_posix() != own}
 
 
 def write_model_metadata(directory: Path, metadata: ModelMetadata) -> ModelMetadata:
@@ -159,21 +171,25 @@ def write_model_metadata(directory: Path, metadata: ModelMetadata) -> ModelMetad
     return metadata
 
 
-def verify_model_files(directory: str | os.PathLike, metadata: ModelMetadata) -> None:
-    """Refuse an artifact whose files were changed, removed or never recorded after it was written."""
+def _verify_files(directory, files: dict[str, str], own: str, version: int, what: str) -> None:
     directory = Path(directory)
-    if not metadata.files:
-        raise ArtifactError(f"model artifact {directory} records no file checksums (model.json version "
-                            f"{metadata.version}); re-run the stage that wrote it")
-    if metadata.file_name not in metadata.files:
-        raise ArtifactError(f"model artifact {directory}: model.json records no checksum for {metadata.file_name}")
-    for relative, expected in sorted(metadata.files.items()):
+    if not files:
+        raise ArtifactError(f"{what} artifact {directory} records no file checksums ({own} version {version}); "
+                            "re-run the stage that wrote it")
+    for relative, expected in sorted(files.items()):
         path = directory / relative
         if ".." in Path(relative).parts or not path.is_file():
-            raise ArtifactError(f"model artifact {directory} is missing {relative}")
+            raise ArtifactError(f"{what} artifact {directory} is missing {relative}")
         if file_sha256(path) != expected:
-            raise ArtifactError(f"model artifact {directory}: {relative} does not match the sha256 in "
-                                f"{MODEL_METADATA} (changed after it was written); refusing to load it")
+            raise ArtifactError(f"{what} artifact {directory}: {relative} does not match the sha256 in {own} "
+                                "(changed after it was written); refusing to load it")
+
+
+def verify_model_files(directory: str | os.PathLike, metadata: ModelMetadata) -> None:
+    """Refuse an artifact whose files were changed, removed or never recorded after it was written."""
+    if metadata.files and metadata.file_name not in metadata.files:
+        raise ArtifactError(f"model artifact {directory}: model.json records no checksum for {metadata.file_name}")
+    _verify_files(directory, metadata.files, MODEL_METADATA, metadata.version, "model")
 
 
 def read_model_metadata(directory: str | os.PathLike, *, verify: bool = True) -> ModelMetadata:
@@ -204,8 +220,9 @@ def _read_kind(path: Path, kind: str, what: str) -> dict[str, Any]:
         raise ArtifactError(f"{path.parent} is not a {what} artifact: {path.name} is missing")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
-    if data.get("kind") != kind:
-        raise ArtifactError(f"{path} describes {data.get('kind')!r}, expected {kind!r}")
+    if not isinstance(data, dict) or data.get("kind") != kind:
+        found = data.get("kind") if isinstance(data, dict) else type(data).__name__
+        raise ArtifactError(f"{path} describes {found!r}, expected {kind!r}")
     return data
