@@ -118,7 +118,8 @@ def _export_state_dict(path: Path, where: str, trust_pickled_model: bool) -> dic
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-            configs = [n for n in names if n.endswith(("_weights_config.json", "_constants_config.json"))]
+            # Parameters and persistent buffers only: lifted constants are not part of a state dict.
+            configs = [n for n in names if n.endswith("_weights_config.json")]
             if not configs:
                 raise ArtifactError(f"{where} is not a torch.export archive this version can read "
                                     "(no weights config; a legacy archive would need unpickling)")
@@ -130,7 +131,7 @@ def _export_state_dict(path: Path, where: str, trust_pickled_model: bool) -> dic
                         if trust_pickled_model:
                             log.warning("%s: TRUST_PICKLED_MODEL=True, loading with torch.export.load", where)
                             program = torch.export.load(str(path))
-                            return {**program.state_dict, **getattr(program, "constants", {})}
+                            return dict(program.state_dict)
                         raise ArtifactError(f"{where} holds pickled entries ({fqn}); loading them would run code "
                                             "from that file. Export the model again with plain tensor weights, or "
                                             "set TRUST_PICKLED_MODEL=True if you trust the file's author")

@@ -183,8 +183,12 @@ class _Decoder:
         if not isinstance(value, dict) or len(value) == 0:
             raise ArtifactError(f"{self.where}: malformed entry {str(value)[:80]!r}")
         tag = next(iter(value))
-        if tag == "$param":
-            return torch.nn.Parameter(self.tensor(value["$param"]), requires_grad=bool(value.get("grad", True)))
+        if tag == "$param":  # one Parameter object per saved key, so tied weights stay tied
+            key = value["$param"]
+            if ("param", key) not in self._objects:
+                self._objects[("param", key)] = torch.nn.Parameter(self.tensor(key),
+                                                                   requires_grad=bool(value.get("grad", True)))
+            return self._objects[("param", key)]
         if tag == "$tensor":
             return self.tensor(value["$tensor"])
         if tag == "$ndarray":
