@@ -50,5 +50,5 @@ def test_bad_parameter_is_one_clear_line(tmp_path, capsys):
         _component("data_prep").python_func(dataset=Dataset(uri=str(tmp_path / "out")), insize=4)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.strip() == "visioncompress data_prep: insize=4 is not allowed; expected an integer >= 8"
+    assert err.strip() == "visioncompress: data_prep: insize=4 is not allowed; expected an integer >= 8"
     assert not (tmp_path / "out").exists()

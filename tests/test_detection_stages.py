@@ -16,6 +16,7 @@ from visioncompress.config import (
     BenchmarkConfig, DistillConfig, GroupFisherConfig, ModelConfig, OnnxPTQConfig, OpenVinoQATConfig, TrainConfig,
 )
 from visioncompress.detection.benchmark import measure_map
+from visioncompress.models import load_torch_module
 from visioncompress.detection.data import load_detection_dataset
 from visioncompress.detection.heads import DetectorCore
 from visioncompress.detection.runners import detection_runner
@@ -52,7 +53,7 @@ def test_onnx_ptq_core_runs_in_onnxruntime_close_to_fp32(detection_model_dir, de
     images, _ = next(data.batches("test", 4))
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     int8_logits = session.run(["cls_logits"], {"input": images.numpy()})[0]
-    fp32_logits = DetectorCore(torch.load(detection_model_dir / "model.pt", weights_only=False))(images)[0]
+    fp32_logits = DetectorCore(load_torch_module(detection_model_dir))(images)[0]
     correlation = np.corrcoef(int8_logits.ravel(), fp32_logits.detach().numpy().ravel())[0, 1]
     assert correlation > 0.98
     assert abs(_map(out, detection_dataset_dir) - fp32_map) <= 1.0
@@ -80,7 +81,7 @@ def test_feature_distillation_trains_a_student_that_loads(method, detection_mode
     history = metadata.metrics["history"]
     assert history and history[0][f"loss_{method}_feature"] > 0
     assert metadata.metrics["teacher_val_mAP"] is not None
-    student = torch.load(out / "model.pt", weights_only=False)
+    student = load_torch_module(out)
     assert isinstance(student, torch.nn.Module)
 
 
@@ -103,7 +104,7 @@ def test_group_fisher_reaches_the_flop_target_and_the_model_reloads(norm_type, d
     assert metrics["flops_after"] <= 0.8 * metrics["flops_before"]
     assert metrics["params_after"] < metrics["params_before"]
     assert metrics["target_reached_at_iteration"] is not None
-    pruned = torch.load(out / "model.pt", weights_only=False)
+    pruned = load_torch_module(out)
     rows = benchmark(out, detection_dataset_dir, QUICK)
     assert rows[0]["variant"] == "fp32" and "mAP" in rows[0] and rows[0]["p50_ms"] > 0
     assert sum(p.numel() for p in pruned.parameters()) == metrics["params_after"]

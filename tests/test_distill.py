@@ -13,6 +13,7 @@ from visioncompress.config.distill import DistillConfig
 from visioncompress.data import load_dataset, prepare_dataset
 from visioncompress.distill import distill, kd_loss
 from visioncompress.distill.classification import load_teacher
+from visioncompress.models import load_torch_module
 from visioncompress.errors import ArtifactError, ConfigError
 from visioncompress.train import evaluate_top1
 
@@ -33,7 +34,7 @@ def small_dataset_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def student_path(tmp_path_factory):
-    """A small student as the user would upload it: a whole pickled module."""
+    """A small student as a user would upload it: a whole pickled module (with TRUST_PICKLED_MODEL=True)."""
     path = tmp_path_factory.mktemp("distill-student") / "student.pt"
     torch.save(tiny_vit(), path)
     return path
@@ -64,7 +65,8 @@ def test_kd_loss_matches_its_definition():
 def test_distill_from_a_teacher_artifact(fp32_model_dir, small_dataset_dir, student_path, tmp_path):
     out, checkpoints = tmp_path / "student", tmp_path / "checkpoints"
     config = DistillConfig(epochs=2, lr=0.002, temperature=4)
-    metadata = distill(small_dataset_dir, out, ModelConfig(custom_model_path=str(student_path)),
+    metadata = distill(small_dataset_dir, out, ModelConfig(custom_model_path=str(student_path),
+                                                                   trust_pickled_model=True),
                        TrainConfig(batch_size=64), config, teacher_dir=fp32_model_dir, checkpoint_dir=checkpoints)
     m = metadata.metrics
     assert m["teacher_history"] == []  # an artifact teacher is used as it is, even with TRAINING
@@ -79,7 +81,7 @@ def test_distill_from_a_teacher_artifact(fp32_model_dir, small_dataset_dir, stud
     assert (written.stage, written.format, written.precision) == ("distill", "torch-module", "fp32")
     assert written.params["LAMBDA"] == 0.5 and written.params["METHOD"] == "pkd"
     assert written.parent["teacher"] == str(fp32_model_dir)
-    model = torch.load(out / "model.pt", weights_only=False)
+    model = load_torch_module(out)
     assert isinstance(model, torchvision.models.VisionTransformer)
     assert evaluate_top1(model, load_dataset(small_dataset_dir), "val") == pytest.approx(m["val_top1"], abs=1e-3)
 
@@ -90,7 +92,8 @@ def test_custom_teacher_is_finetuned_first(small_dataset_dir, tmp_path):
     torch.save(tiny_vit(seed=1, patch_size=8, num_layers=1), teacher_path)
     torch.save(tiny_vit(seed=2, patch_size=8, num_layers=1), student_path)
     config = DistillConfig(custom_teacher_path=str(teacher_path), epochs=1, lr=0.002)
-    metadata = distill(small_dataset_dir, tmp_path / "student", ModelConfig(custom_model_path=str(student_path)),
+    metadata = distill(small_dataset_dir, tmp_path / "student", ModelConfig(custom_model_path=str(student_path),
+                                                                   trust_pickled_model=True),
                        TrainConfig(batch_size=64, finetune_epochs=1), config)
     assert len(metadata.metrics["teacher_history"]) == 1
     assert metadata.metrics["teacher_val_top1"] == metadata.metrics["teacher_history"][0]["val_top1"]
@@ -131,7 +134,8 @@ def test_bad_teacher_fails_before_training(small_dataset_dir, student_path, tmp_
         write_teacher(teacher_path)
     config = DistillConfig(teacher_model=teacher_model, custom_teacher_path=str(teacher_path), epochs=1)
     with pytest.raises(error) as info:
-        distill(small_dataset_dir, tmp_path / "out", ModelConfig(custom_model_path=str(student_path)),
+        distill(small_dataset_dir, tmp_path / "out", ModelConfig(custom_model_path=str(student_path),
+                                                                   trust_pickled_model=True),
                 TrainConfig(batch_size=64), config, checkpoint_dir=tmp_path / "checkpoints")
     assert parameter in str(info.value) and "CUSTOM_MODEL_PATH" not in str(info.value)
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "out").exists()
@@ -142,7 +146,8 @@ def test_student_with_other_classes_fails_before_training(small_dataset_dir, tmp
     teacher_path = tmp_path / "teacher.pt"
     torch.save(tiny_vit(), teacher_path)
     with pytest.raises(ConfigError) as info:
-        distill(small_dataset_dir, tmp_path / "out", ModelConfig(custom_model_path=str(tmp_path / "student.pt")),
+        distill(small_dataset_dir, tmp_path / "out", ModelConfig(custom_model_path=str(tmp_path / "student.pt"),
+                                                                   trust_pickled_model=True),
                 TrainConfig(batch_size=64), DistillConfig(custom_teacher_path=str(teacher_path)),
                 checkpoint_dir=tmp_path / "checkpoints")
     assert info.value.parameter == "CUSTOM_MODEL_PATH" and "10 outputs" in str(info.value)
@@ -151,7 +156,8 @@ def test_student_with_other_classes_fails_before_training(small_dataset_dir, tmp
 
 def test_teacher_artifact_must_be_a_model(small_dataset_dir, student_path, tmp_path):
     with pytest.raises(ArtifactError, match="model"):
-        distill(small_dataset_dir, tmp_path / "out", ModelConfig(custom_model_path=str(student_path)),
+        distill(small_dataset_dir, tmp_path / "out", ModelConfig(custom_model_path=str(student_path),
+                                                                   trust_pickled_model=True),
                 TrainConfig(batch_size=64), DistillConfig(), teacher_dir=small_dataset_dir)
 
 

@@ -39,7 +39,7 @@ def test_detection_model_that_a_stage_cannot_take_is_refused_before_any_work(cap
 
 
 def test_models_the_stages_take_pass_the_pre_run_checks():
-    from pipelines.registry import validate_pipeline_params
+    from visioncompress.pipelines.registry import validate_pipeline_params
 
     validate_pipeline_params("detect_ptq_onnx", {"MODEL": "ssdlite320_mobilenet_v3_large"})  # one-stage, no FPN
     validate_pipeline_params("detect_prune", {"MODEL": "fasterrcnn_mobilenet_v3_large_320_fpn"})  # two-stage, FPN

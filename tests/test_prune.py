@@ -11,7 +11,7 @@ from visioncompress.config import DataConfig, TrainConfig, from_spec
 from visioncompress.config.prune import PruneConfig
 from visioncompress.data import load_dataset, prepare_dataset
 from visioncompress.errors import ConfigError
-from visioncompress.models import save_torch_model
+from visioncompress.models import load_torch_module, save_torch_model
 from visioncompress.prune import prune
 from visioncompress.prune.attention import FusedSelfAttention, convert_attention
 from visioncompress.train import evaluate_top1
@@ -45,7 +45,7 @@ def vit_dir(small_dataset_dir, tmp_path_factory):
 
 
 def load_output(path):
-    return torch.load(path / "model.pt", weights_only=False, map_location="cpu").eval()
+    return load_torch_module(path).eval()
 
 
 def test_resnet18_loses_half_its_parameters(fp32_model_dir, dataset_dir, tmp_path):
@@ -122,7 +122,7 @@ def test_rerun_resumes_from_the_pruned_checkpoint(vit_dir, small_dataset_dir, tm
     checkpoints = tmp_path / "checkpoints"
     config = PruneConfig(target_prune_rate=0.3)
     first = prune(vit_dir, small_dataset_dir, tmp_path / "a", config, NO_TRAINING, checkpoint_dir=checkpoints)
-    saved = checkpoints / "prune-pruned.pt"
+    saved = checkpoints / "prune-pruned" / "model.safetensors"
     written_at = saved.stat().st_mtime_ns
     second = prune(vit_dir, small_dataset_dir, tmp_path / "b", config, NO_TRAINING, checkpoint_dir=checkpoints)
     assert saved.stat().st_mtime_ns == written_at  # loaded, not pruned and saved again

@@ -61,7 +61,7 @@ def _run_outputs(report: Path) -> dict:
 @pytest.fixture(scope="module")
 def two_runs(store, tmp_path_factory):
     """`compare` twice on one RUN_DATE, both publishing: trained, then untrained (over budget)."""
-    from pipelines.local import run_local
+    from visioncompress.pipelines.local import run_local
 
     destination = f"s3://{store['bucket']}/fashion"
     common = {**TINY, "DESTINATION": destination, "RUN_DATE": DAY, "ACCURACY_BUDGET": BUDGET,
@@ -220,7 +220,7 @@ def detection_outputs(detection_dataset_dir, detection_model_dir, tmp_path_facto
 def test_detection_models_publish_through_the_component_by_map(store, detection_outputs, tmp_path):
     from kfp.dsl import Artifact, Markdown, Model
 
-    from components.publish.component import publish as component
+    from visioncompress.components.publish.component import publish as component
 
     destination = f"s3://{store['bucket']}/detector"
     out = Artifact(uri=str(tmp_path / "manifest"))
@@ -256,7 +256,7 @@ def test_a_model_without_benchmark_rows_is_refused_before_upload(store, detectio
 @pytest.mark.slow
 def test_detection_pipeline_publishes(store, tmp_path):
     """The whole detect_ptq_onnx pipeline with DESTINATION set (the step that used to crash on `top1`)."""
-    from pipelines.local import run_local
+    from visioncompress.pipelines.local import run_local
 
     destination = f"s3://{store['bucket']}/detect-pipeline"
     report = run_local("detect_ptq_onnx", {"insize": 64, "MAX_TRAIN_SAMPLES": 64, "MAX_TEST_SAMPLES": 16,
@@ -270,7 +270,7 @@ def test_detection_pipeline_publishes(store, tmp_path):
 def test_bad_inputs_are_refused_before_any_upload(store, two_runs, tmp_path, capsys):
     from kfp.dsl import Artifact, Markdown, Model
 
-    from components.publish.component import publish as component
+    from visioncompress.components.publish.component import publish as component
     from visioncompress.errors import ConfigError
     from visioncompress.storage import MissingBucketError
 

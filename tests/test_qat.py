@@ -38,7 +38,7 @@ def qat_dataset_dir(dataset_dir, tmp_path_factory) -> Path:
     with np.load(path / "train.npz") as data:
         images, labels = data["images"][:QAT_TRAIN_IMAGES], data["labels"][:QAT_TRAIN_IMAGES]
     np.savez(path / "train.npz", images=images, labels=labels)
-    manifest = read_dataset_manifest(path)
+    manifest = read_dataset_manifest(path, verify=False)  # train.npz was just cut down: rewrite its checksums
     manifest.splits["train"] = len(labels)
     write_dataset_manifest(path, manifest)
     return path

@@ -163,7 +163,7 @@ def test_build_component_ends_with_one_line_without_tensorrt(qdq, tmp_path, caps
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert err.startswith("visioncompress build_tensorrt_engine: TensorRT cannot run on this node: ")
+    assert err.startswith("visioncompress: build_tensorrt_engine: TensorRT cannot run on this node: ")
 
 
 @without_tensorrt

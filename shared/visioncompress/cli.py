@@ -311,7 +311,7 @@ def cmd_run(args) -> int:
     conn = None if args.local else _connection(args)
     _validate(pipeline, params, local=conn is None)
     if conn is None:
-        return _run_local(pipeline, params, args.root)
+        return _run_local(pipeline, params, args.root, getattr(args, "debug", False))
     client = _client(conn)
     from visioncompress.pipelines.registry import coerce_params, get_pipeline
 
@@ -324,10 +324,10 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _run_local(pipeline: str, params: dict, root: str) -> int:
+def _run_local(pipeline: str, params: dict, root: str, debug: bool = False) -> int:
     from visioncompress.pipelines.local import run_local
 
-    report = run_local(pipeline, params, root)
+    report = run_local(pipeline, params, root, debug=debug)
     results = report.parent / "results"
     with contextlib.suppress(Exception):
         from visioncompress.benchmark import read_results
@@ -622,6 +622,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         epilog=_parameters_epilog(_peek_pipeline(argv, ["run"])) if wants_help and argv[:1] == ["run"] else None)
     _add_job_args(run)
     run.add_argument("--local", action="store_true", help="run here through kfp.local instead of a KFP endpoint")
+    run.add_argument("--debug", action="store_true",
+                     help="on failure show the stack (with --local: every task's full output too)")
     run.add_argument("--root", default="runs/local", help="with --local: where artifacts are written")
     run.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="KFP experiment for the run")
     run.add_argument("--run-name", default=None, help="run name; the UTC date and time are appended "
@@ -692,12 +694,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every failure is one line ``visioncompress: ...`` and exit code 2; ``--debug`` shows the stack."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser(argv).parse_args(argv)
+    args.debug = debug
     try:
         return args.func(args)
     except VisionCompressError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"{PROG}: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

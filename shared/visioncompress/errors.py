@@ -25,3 +25,12 @@ class ArtifactError(VisionCompressError):
 
 class MissingDependencyError(VisionCompressError):
     """A backend's runtime (a package or a device) is not available on this node."""
+
+
+class StageFailed(VisionCompressError):
+    """A pipeline step failed; the message is that step's own one-line error and where its log is."""
+
+    def __init__(self, stage: str, message: str, log: str | None = None):
+        self.stage, self.message, self.log = stage, message, log
+        where = f" (log: {log})" if log else ""
+        super().__init__(f"{stage}: {message}{where}")

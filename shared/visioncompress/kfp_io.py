@@ -9,21 +9,54 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
 from visioncompress.errors import VisionCompressError
 
 
+FAILURE_FILE_ENV = "VC_FAILURE_FILE"  # set by the local runner: where a failed stage records its one line
+
+
+def failure_line(name: str, message: str) -> str:
+    """``visioncompress: <stage>: <message>`` on one line (what the KFP UI shows for a failed step)."""
+    return f"visioncompress: {name}: " + " ".join(str(message).split())
+
+
+def _record_failure(name: str, message: str, exit_code: int) -> None:
+    target = os.environ.get(FAILURE_FILE_ENV)
+    if not target:
+        return
+    with contextlib.suppress(OSError):
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"stage": name, "message": " ".join(str(message).split()),
+                                     "exit_code": exit_code}) + "\n")
+
+
 @contextlib.contextmanager
 def stage(name: str) -> Iterator[None]:
-    """Run a component body; a user-facing error ends the step with its message, not a traceback."""
+    """Run a component body; every failure ends the step with one line naming the stage.
+
+    Our own errors (bad parameter, input, artifact) print only that line and exit 2. Anything else
+    keeps its traceback in the log, then ends with the same kind of line and exits 1.
+    """
     try:
         yield
     except VisionCompressError as exc:
-        print(f"visioncompress {name}: {exc}", file=sys.stderr, flush=True)
+        print(failure_line(name, str(exc)), file=sys.stderr, flush=True)
+        _record_failure(name, str(exc), 2)
         raise SystemExit(2) from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a bug or a library failure: keep the stack in the log
+        traceback.print_exc(file=sys.stderr)
+        message = f"unexpected {type(exc).__name__}: {exc}".rstrip(": ")
+        print(failure_line(name, message), file=sys.stderr, flush=True)
+        _record_failure(name, message, 1)
+        raise SystemExit(1) from None
 
 
 def describe_model(artifact: Any, metadata) -> None:

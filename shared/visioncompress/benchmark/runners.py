@@ -74,9 +74,9 @@ def runner_for(metadata: ModelMetadata, model_path: Path, threads: int = 0, modu
         return TorchRunner(module.eval(), threads)
     fmt = metadata.format
     if fmt == "torch-module":
-        import torch
+        from visioncompress.models.io import load_torch_module
 
-        return TorchRunner(torch.load(model_path, weights_only=False, map_location="cpu").eval(), threads)
+        return TorchRunner(load_torch_module(Path(model_path).parent), threads)
     if fmt == "torchscript":
         import torch
 

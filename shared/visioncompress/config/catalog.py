@@ -98,7 +98,11 @@ PARAMS: dict[str, Param] = _table(
     Param('PRETRAINED', bool, False,
           'load ImageNet weights when no custom model is given'),
     Param('CUSTOM_MODEL_PATH', str, '',
-          "a torch.save'd model or state_dict (.pt/.pth), or a model artifact dir"),
+          "the starting model's weights: a state dict (.pt/.pth), safetensors, TorchScript, a torch.export program "
+          "(.pt2) or a model artifact dir (local, s3:// or minio://)"),
+    Param('TRUST_PICKLED_MODEL', bool, False,
+          "also accept a whole pickled module as CUSTOM_MODEL_PATH / CUSTOM_TEACHER_PATH: loading it runs code from "
+          "that file, so only for files whose author you trust"),
     Param('quant_format', str, 'QuantFormat.QDQ',
           'QuantFormat.QDQ or QuantFormat.QOperator'),
     Param('per_channel', bool, False,

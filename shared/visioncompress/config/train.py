@@ -50,12 +50,14 @@ class ModelConfig:
     model: str = param('MODEL')
     pretrained: bool = param('PRETRAINED')
     custom_model_path: str = param('CUSTOM_MODEL_PATH')
+    trust_pickled_model: bool = param('TRUST_PICKLED_MODEL')
 
     def __post_init__(self) -> None:
         from visioncompress.detection.zoo import detection_model_names
         from visioncompress.models.zoo import classification_model_names
 
         self.pretrained = check_bool("PRETRAINED", self.pretrained)
+        self.trust_pickled_model = check_bool("TRUST_PICKLED_MODEL", self.trust_pickled_model)
         if not self.custom_model_path:
             names = classification_model_names()
             if self.model not in names and self.model not in detection_model_names():

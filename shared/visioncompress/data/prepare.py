@@ -10,6 +10,7 @@ import numpy as np
 
 from visioncompress.artifacts import DatasetManifest, staged_output, write_dataset_manifest
 from visioncompress.config import DataConfig
+from visioncompress.errors import ArtifactError
 from visioncompress.data.sources import RawSplits, read_fashion_mnist, read_image_folder, read_torchvision
 from visioncompress.log import get_logger
 from visioncompress.storage.s3 import is_remote, localized
@@ -34,8 +35,13 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
 def _read(config: DataConfig) -> RawSplits:
     if is_remote(config.path):  # s3:// or minio:// archive, image-folder prefix, or Fashion-MNIST files
-        with localized(config.path) as local:
-            raw = _read(dataclasses.replace(config, path=str(local)))
+        from visioncompress.storage.s3 import StorageError
+
+        try:
+            with localized(config.path) as local:
+                raw = _read(dataclasses.replace(config, path=str(local)))
+        except StorageError as exc:
+            raise type(exc)(f"DATASET_PATH={config.path!r}: {exc}") from exc
         raw.description["path"] = config.path
         return raw
     if config.source == "fashion-mnist":
@@ -43,6 +49,27 @@ def _read(config: DataConfig) -> RawSplits:
     if config.source == "folder":
         return read_image_folder(config.path, config.insize)
     return read_torchvision(config.dataset_name, config.path, config.insize)
+
+
+def check_raw(raw: RawSplits, where: str) -> None:
+    """The data a reader returned, checked before anything is trained on it."""
+    if len(raw.train_images) == 0:
+        raise ArtifactError(f"DATASET_PATH={where!r}: the dataset holds no training images")
+    if len(raw.classes) < 2:
+        raise ArtifactError(f"DATASET_PATH={where!r}: a classification dataset needs at least two classes "
+                            f"(found {len(raw.classes)}: {raw.classes})")
+    for part, labels in (("train", raw.train_labels), ("test", raw.test_labels)):
+        outside = labels[(labels < 0) | (labels >= len(raw.classes))] if len(labels) else labels
+        if len(outside):
+            raise ArtifactError(f"DATASET_PATH={where!r}: {len(outside)} {part} label(s) outside the "
+                                f"{len(raw.classes)} classes (e.g. {int(outside[0])}); labels must be "
+                                f"0..{len(raw.classes) - 1}")
+    present = np.unique(raw.train_labels)
+    if len(present) < 2:
+        raise ArtifactError(f"DATASET_PATH={where!r}: every training image has the same label "
+                            f"({raw.classes[int(present[0])]!r}); a classifier needs at least two classes")
+    if len(raw.train_images) and min(raw.train_images.shape[1:3]) < 8:
+        raise ArtifactError(f"DATASET_PATH={where!r}: images of {raw.train_images.shape[1:3]} pixels are too small")
 
 
 def _split(raw: RawSplits, config: DataConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -62,8 +89,12 @@ def _split(raw: RawSplits, config: DataConfig) -> dict[str, tuple[np.ndarray, np
     n_val = int(round(len(order) * config.val_fraction))
     val_idx, train_idx = order[:n_val], order[n_val:]
     if len(train_idx) == 0:
-        raise ValueError("no training images left after the validation split")
+        raise ArtifactError(f"DATASET_PATH={config.path!r}: no training images left after the validation split "
+                            f"({len(order)} image(s), VAL_FRACTION={config.val_fraction})")
     # Calibration comes from the training part only, never from validation or test.
+    if config.calibration_samples > len(train_idx):
+        log.warning("CALIBRATION_SAMPLES=%d but the training split holds %d images: calibrating with all %d",
+                    config.calibration_samples, len(train_idx), len(train_idx))
     calib_idx = train_idx[: min(config.calibration_samples, len(train_idx))]
     return {
         "train": (train_x[train_idx], train_y[train_idx]),
@@ -81,6 +112,10 @@ def prepare_dataset(config: DataConfig, output_dir: str | os.PathLike) -> Datase
         return prepare_detection_dataset(config, output_dir)
     log.info("reading %s", config.source if config.source != "torchvision" else config.dataset_name)
     raw = _read(config)
+    check_raw(raw, config.path or config.source)
+    if min(raw.train_images.shape[1:3]) < config.insize and config.source != "folder":  # folders warn per image
+        log.warning("the source's images are %dx%d, smaller than insize=%d: they are upscaled",
+                    raw.train_images.shape[2], raw.train_images.shape[1], config.insize)
     splits = _split(raw, config)
     splits = {name: (resize_images(x, config.insize), y) for name, (x, y) in splits.items()}
     train_x = splits["train"][0].astype(np.float32) / 255.0

@@ -13,6 +13,7 @@ import struct
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,14 +74,18 @@ def _unpack_if_archive(path: Path, workdir: Path) -> Path:
     if not path.is_file():
         raise ConfigError("DATASET_PATH", str(path), "an existing folder, .zip or .tar(.gz) archive")
     target = workdir / "unpacked"
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            archive.extractall(target)
-    elif tarfile.is_tarfile(path):
-        with tarfile.open(path) as archive:
-            archive.extractall(target, filter="data")
-    else:
-        raise ConfigError("DATASET_PATH", str(path), "a folder, .zip or .tar(.gz) archive")
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                archive.extractall(target)
+        elif tarfile.is_tarfile(path):
+            with tarfile.open(path) as archive:
+                archive.extractall(target, filter="data")
+        else:
+            raise ConfigError("DATASET_PATH", str(path), "a folder, .zip or .tar(.gz) archive")
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise ArtifactError(f"DATASET_PATH={str(path)!r}: the archive could not be unpacked "
+                            f"({type(exc).__name__}: {exc})") from exc
     entries = [p for p in target.iterdir() if not p.name.startswith(".")]
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else target
 
@@ -89,40 +94,91 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _load_class_folder(folder: Path, classes: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
+def unreadable_error(parameter: str, where: str, bad: list[tuple[str, str]]) -> ArtifactError:
+    shown = "; ".join(f"{name} ({why})" for name, why in bad[:5])
+    more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return ArtifactError(f"{parameter}={where!r}: {len(bad)} image file(s) could not be read: {shown}{more}. "
+                         "Remove or replace them")
 
-    images, labels = [], []
+
+def read_rgb(file: Path, size: int) -> tuple[np.ndarray | None, tuple[int, int], str]:
+    """One image resized to size x size, its original (width, height), or why it could not be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if file.stat().st_size == 0:
+            return None, (0, 0), "0 bytes"
+        with Image.open(file) as img:
+            original = img.size
+            img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+            return np.asarray(img, dtype=np.uint8), original, ""
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return None, (0, 0), f"not a readable image: {type(exc).__name__}"
+
+
+def warn_small(log, where: str, sizes: list[tuple[int, int]], size: int) -> None:
+    small = sum(1 for w, h in sizes if min(w, h) < size)
+    if small:
+        log.warning("%s: %d of %d images are smaller than insize=%d and were upscaled (blurrier than the "
+                    "originals); consider a smaller insize", where, small, len(sizes), size)
+
+
+def _load_class_folder(folder: Path, classes: list[str], size: int,
+                       where: str = "") -> tuple[np.ndarray, np.ndarray]:
+    from visioncompress.log import get_logger
+
+    images, labels, sizes, bad = [], [], [], []
     for index, name in enumerate(classes):
         class_dir = folder / name
         if not class_dir.is_dir():
             continue
         for file in sorted(class_dir.rglob("*")):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
+            if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
                 continue
-            with Image.open(file) as img:
-                img = img.convert("RGB").resize((size, size), Image.BILINEAR)
-                images.append(np.asarray(img, dtype=np.uint8))
+            array, original, why = read_rgb(file, size)
+            if array is None:
+                bad.append((str(file.relative_to(folder)), why))
+                continue
+            images.append(array)
+            sizes.append(original)
             labels.append(index)
+    if bad:
+        raise unreadable_error("DATASET_PATH", where or str(folder), bad)
     if not images:
-        raise ArtifactError(f"no images ({sorted(IMAGE_SUFFIXES)}) found under {folder}")
+        raise ArtifactError(f"DATASET_PATH={where or str(folder)!r}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+                            f"found under {folder.name or folder}")
+    warn_small(get_logger("data"), f"DATASET_PATH={where or str(folder)!r}", sizes, size)
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
 def read_image_folder(path: str | os.PathLike, size: int) -> RawSplits:
     """A class-per-subfolder tree; if it has ``train/`` and ``test/`` subfolders those are used."""
+    from visioncompress.log import get_logger
+
     with tempfile.TemporaryDirectory() as tmp:
         root = _unpack_if_archive(Path(path), Path(tmp))
         train_dir, test_dir = root / "train", root / "test"
         if train_dir.is_dir() and test_dir.is_dir():
             classes = [p.name for p in _class_dirs(train_dir)]
-            train = _load_class_folder(train_dir, classes, size)
-            test = _load_class_folder(test_dir, classes, size)
+            extra = sorted({p.name for p in _class_dirs(test_dir)} - set(classes))
+            if extra:
+                get_logger("data").warning("DATASET_PATH=%r: test classes %s have no train folder; their images "
+                                           "are ignored", str(path), extra)
+            train_root = train_dir
         else:
             classes = [p.name for p in _class_dirs(root)]
-            if len(classes) < 2:
-                raise ArtifactError(f"{path} must hold one subfolder per class (found {len(classes)})")
-            train = _load_class_folder(root, classes, size)
+            train_root = root
+        if len(classes) < 2:
+            raise ArtifactError(f"DATASET_PATH={str(path)!r} must hold one subfolder per class, at least two "
+                                f"classes (found {len(classes)}: {classes})")
+        train = _load_class_folder(train_root, classes, size, str(path))
+        empty = [name for index, name in enumerate(classes) if not (train[1] == index).any()]
+        if empty:
+            raise ArtifactError(f"DATASET_PATH={str(path)!r}: class folder(s) {empty} hold no images; every class "
+                                "needs training images")
+        if train_root is train_dir:
+            test = _load_class_folder(test_dir, classes, size, str(path))
+        else:
             test = (np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.int64))
     return RawSplits(*train, *test, classes, {"name": "image-folder", "path": str(path)})
 

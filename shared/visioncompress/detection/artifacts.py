@@ -1,8 +1,9 @@
 """Detection model artifacts: the eager model, or a core (ONNX / OpenVINO) plus its decoder.
 
-A core artifact holds ``decoder.pt`` next to the model file: the detector with its backbone
-and head removed (anchors, box coder, thresholds, NMS settings), loaded with
-``torch.load(..., weights_only=False)`` to turn the runtime's raw outputs into boxes.
+A core artifact holds ``decoder.safetensors`` + ``decoder.arch.json`` next to the model file: the
+detector with its backbone and head removed (anchors, box coder, thresholds, NMS settings), saved
+as data (``visioncompress.models.safe_module``, no pickle) and used to turn the runtime's raw
+outputs into boxes. Both files are covered by the artifact's sha256 record in model.json.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import copy
 import os
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from visioncompress.artifacts import ModelMetadata, read_model_metadata
@@ -19,8 +19,10 @@ from visioncompress.detection.data import DetectionData, load_detection_dataset
 from visioncompress.detection.heads import OUTPUT_NAMES, family, feature_shapes
 from visioncompress.errors import ArtifactError
 from visioncompress.models import load_torch_module
+from visioncompress.models.safe_module import load_module, save_module
 
-DECODER_FILE = "decoder.pt"
+DECODER_STEM = "decoder"
+DECODER_FILE = "decoder.safetensors"
 
 
 def load_detection_inputs(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike):
@@ -46,14 +48,15 @@ def save_decoder(detector: nn.Module, directory: Path) -> None:
     decoder = copy.copy(detector)
     decoder._modules = dict(detector._modules)
     decoder.backbone, decoder.head = nn.Identity(), nn.Identity()
-    torch.save(decoder, directory / DECODER_FILE)
+    save_module(decoder, directory, DECODER_STEM)
 
 
 def load_decoder(directory: str | os.PathLike) -> nn.Module:
+    """The decoder of a core artifact (its checksums were verified when model.json was read)."""
     path = Path(directory) / DECODER_FILE
     if not path.is_file():
         raise ArtifactError(f"detection model artifact {directory} has no {DECODER_FILE}")
-    return torch.load(path, weights_only=False, map_location="cpu")
+    return load_module(directory, DECODER_STEM)
 
 
 def calibration_images(data: DetectionData, batch_size: int = 1, limit: int = 0) -> list:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from visioncompress.data.sources import read_rgb, unreadable_error, warn_small
 from visioncompress.errors import ArtifactError
+from visioncompress.log import get_logger
 
 
 @dataclass
@@ -80,8 +82,6 @@ def _image_path(root: Path, annotation_file: Path, split: str, file_name: str) -
 
 def read_split(root: Path, annotation_file: Path, split: str, size: int, category_ids: list[int]) -> CocoSplit:
     """Read one split's images resized to ``size`` x ``size`` with their boxes scaled to match."""
-    from PIL import Image
-
     coco = load_annotations(annotation_file)
     contiguous = {cat_id: index + 1 for index, cat_id in enumerate(category_ids)}
     unknown = {c["id"] for c in coco["categories"]} - set(category_ids)
@@ -92,11 +92,14 @@ def read_split(root: Path, annotation_file: Path, split: str, size: int, categor
     for ann in coco["annotations"]:
         if not ann.get("iscrowd", 0):
             per_image.setdefault(ann["image_id"], []).append(ann)
-    images, boxes, labels, names = [], [], [], []
+    images, boxes, labels, names, bad, sizes = [], [], [], [], [], []
     for info in sorted(coco["images"], key=lambda i: i["id"]):
-        with Image.open(_image_path(root, annotation_file, split, info["file_name"])) as img:
-            width, height = img.size
-            images.append(np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8))
+        array, (width, height), why = read_rgb(_image_path(root, annotation_file, split, info["file_name"]), size)
+        if array is None:
+            bad.append((str(info["file_name"]), why))
+            continue
+        images.append(array)
+        sizes.append((width, height))
         sx, sy = size / width, size / height
         kept_boxes, kept_labels = [], []
         for ann in per_image.get(info["id"], []):
@@ -108,6 +111,11 @@ def read_split(root: Path, annotation_file: Path, split: str, size: int, categor
         boxes.append(np.asarray(kept_boxes, np.float32).reshape(-1, 4))
         labels.append(np.asarray(kept_labels, np.int64))
         names.append(info["file_name"])
+    if bad:
+        raise unreadable_error("DATASET_PATH", str(annotation_file.name), bad)
+    if not images:
+        raise ArtifactError(f"{annotation_file}: no images")
+    warn_small(get_logger("data"), f"{annotation_file.name}", sizes, size)
     return CocoSplit(np.stack(images), boxes, labels, names)
 
 

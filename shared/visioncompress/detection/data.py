@@ -68,7 +68,10 @@ def _split(parts: dict[str, CocoSplit], config: DataConfig) -> dict[str, CocoSpl
     n_val = int(round(len(order) * config.val_fraction))
     val_idx, train_idx = order[:n_val], order[n_val:]
     if len(train_idx) == 0:
-        raise ArtifactError("no training images left after the validation split")
+        raise ArtifactError(f"DATASET_PATH={config.path!r}: no training images left after the validation split")
+    if config.calibration_samples > len(train_idx):
+        log.warning("CALIBRATION_SAMPLES=%d but the training split holds %d images: calibrating with all %d",
+                    config.calibration_samples, len(train_idx), len(train_idx))
     return {"train": _subset(train, train_idx), "val": _subset(train, val_idx),
             "calibration": _subset(train, train_idx[: config.calibration_samples]), "test": test}
 

@@ -18,8 +18,7 @@ from visioncompress.detection.train import DetectionTrainResult, evaluate_map
 from visioncompress.detection.zoo import build_detector, detection_model_names
 from visioncompress.errors import ArtifactError, ConfigError
 from visioncompress.log import get_logger
-from visioncompress.models import load_torch_module, save_torch_model
-from visioncompress.models.io import load_teacher_checkpoint
+from visioncompress.models import load_torch_module, load_user_checkpoint, save_torch_model
 
 log = get_logger("detection.distill")
 TORCHVISION_METHODS = ("pkd", "cwd")
@@ -31,7 +30,8 @@ def check_method(method: str) -> None:
                           "neck and needs an MMYOLO model, the OpenMMLab family)")
 
 
-def _teacher(config: DistillConfig, data: DetectionData, teacher_dir) -> tuple[torch.nn.Module, str]:
+def _teacher(config: DistillConfig, data: DetectionData, teacher_dir,
+             trust_pickled_model: bool = False) -> tuple[torch.nn.Module, str]:
     manifest = data.manifest
     if teacher_dir is not None:
         metadata = read_model_metadata(teacher_dir)
@@ -47,8 +47,9 @@ def _teacher(config: DistillConfig, data: DetectionData, teacher_dir) -> tuple[t
         return build_detector(config.teacher_model, manifest.num_classes, manifest.input_size, manifest.mean,
                               manifest.std)
 
-    if config.custom_teacher_path:  # errors name CUSTOM_TEACHER_PATH, not the student's CUSTOM_MODEL_PATH
-        return load_teacher_checkpoint(config.custom_teacher_path, build), config.custom_teacher_path
+    if config.custom_teacher_path:
+        return load_user_checkpoint(config.custom_teacher_path, build, parameter="CUSTOM_TEACHER_PATH",
+                                    trust_pickled_model=trust_pickled_model), config.custom_teacher_path
     return build(), config.teacher_model
 
 
@@ -74,7 +75,7 @@ def distill_detector(dataset_dir: str | os.PathLike, output_dir: str | os.PathLi
     check_method(config.method)
     data = load_detection_dataset(dataset_dir)
     manifest, insize = data.manifest, data.manifest.input_size
-    teacher, teacher_source = _teacher(config, data, teacher_dir)
+    teacher, teacher_source = _teacher(config, data, teacher_dir, student_config.trust_pickled_model)
     student = initial_detector(student_config, data)
     student_widths, teacher_widths = _widths(student, insize), _widths(teacher, insize)
     if len(student_widths) != len(teacher_widths):

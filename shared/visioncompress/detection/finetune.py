@@ -27,7 +27,8 @@ def initial_detector(model_config: ModelConfig, data: DetectionData):
                               manifest.std, pretrained=model_config.pretrained)
 
     if model_config.custom_model_path:
-        return load_user_checkpoint(model_config.custom_model_path, build)
+        return load_user_checkpoint(model_config.custom_model_path, build,
+                                    trust_pickled_model=model_config.trust_pickled_model)
     return build()
 
 

@@ -50,5 +50,5 @@ def quantize_detector_onnx(model_dir: str | os.PathLike, dataset_dir: str | os.P
         onnx.checker.check_model(str(scratch / metadata.file_name))
         save_decoder(detector, scratch)
         write_model_metadata(scratch, metadata)
-    log.info("INT8 detection core written to %s (post-processing in decoder.pt)", output_dir)
+    log.info("INT8 detection core written to %s (post-processing in decoder.safetensors + decoder.arch.json)", output_dir)
     return metadata

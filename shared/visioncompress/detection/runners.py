@@ -14,6 +14,7 @@ import torch
 from visioncompress.artifacts import read_model_metadata
 from visioncompress.benchmark.runners import OnnxRunner, OpenVinoRunner, default_threads
 from visioncompress.detection.artifacts import load_decoder
+from visioncompress.models.io import load_torch_module
 from visioncompress.detection.heads import decode, predict
 from visioncompress.errors import MissingDependencyError
 
@@ -48,7 +49,7 @@ def detection_runner(model_dir: str | os.PathLike, threads: int = 0):
     metadata = read_model_metadata(model_dir)
     threads = default_threads(threads)
     if metadata.format == "torch-module":
-        module = torch.load(model_dir / metadata.file_name, weights_only=False, map_location="cpu")
+        module = load_torch_module(model_dir)
         return metadata, EagerDetectorRunner(module, threads)
     if metadata.format in ("onnx", "openvino-ir"):
         return metadata, CoreRunner(model_dir, metadata, threads)

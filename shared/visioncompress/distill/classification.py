@@ -8,14 +8,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from visioncompress.artifacts import ModelMetadata, is_model_artifact, read_model_metadata
+from visioncompress.artifacts import ModelMetadata, read_model_metadata
 from visioncompress.config import ModelConfig, TrainConfig, to_spec
 from visioncompress.config.distill import DistillConfig
 from visioncompress.data import PreparedDataset, load_dataset
 from visioncompress.errors import ArtifactError, ConfigError
 from visioncompress.log import get_logger
 from visioncompress.models import build_classifier, load_torch_module, load_user_checkpoint, save_torch_model
-from visioncompress.storage.s3 import localized
 from visioncompress.train.finetune import initial_model
 from visioncompress.train.loop import TrainResult, evaluate_top1, train
 
@@ -32,27 +31,21 @@ def kd_loss(student_logits, teacher_logits, labels, *, lambda_: float, temperatu
     return lambda_ * F.cross_entropy(student_logits, labels) + (1.0 - lambda_) * soft
 
 
-def _load_teacher_checkpoint(config: DistillConfig, num_classes: int, input_size: int):
+def _load_teacher_checkpoint(config: DistillConfig, num_classes: int, input_size: int,
+                             trust_pickled_model: bool = False):
     """CUSTOM_TEACHER_PATH (local, s3:// or minio://), with errors that name the teacher's parameters."""
     build = lambda: build_classifier(config.teacher_model, num_classes, input_size=input_size)  # noqa: E731
     try:
-        with localized(config.custom_teacher_path) as path:
-            if not (path.is_file() or is_model_artifact(path)):
-                raise ConfigError("CUSTOM_TEACHER_PATH", config.custom_teacher_path,
-                                  "an existing .pt/.pth file or model artifact directory")
-            return load_user_checkpoint(path, build)
-    # load_user_checkpoint and the storage speak of the student's parameters; name the teacher's instead.
-    except ConfigError as exc:
-        renamed = {"MODEL": "TEACHER_MODEL", "CUSTOM_MODEL_PATH": "CUSTOM_TEACHER_PATH", "uri": "CUSTOM_TEACHER_PATH"}
-        if exc.parameter not in renamed:
+        return load_user_checkpoint(config.custom_teacher_path, build, parameter="CUSTOM_TEACHER_PATH",
+                                    trust_pickled_model=trust_pickled_model)
+    except ConfigError as exc:  # the architecture builder speaks of MODEL; here it is the teacher's
+        if exc.parameter != "MODEL":
             raise
-        raise ConfigError(renamed[exc.parameter], exc.value, exc.allowed) from exc
-    except ArtifactError as exc:
-        message = str(exc).replace("CUSTOM_MODEL_PATH", "CUSTOM_TEACHER_PATH").replace("MODEL's", "TEACHER_MODEL's")
-        raise ArtifactError(message) from exc
+        raise ConfigError("TEACHER_MODEL", exc.value, exc.allowed) from exc
 
 
-def load_teacher(config: DistillConfig, dataset: PreparedDataset, teacher_dir=None):
+def load_teacher(config: DistillConfig, dataset: PreparedDataset, teacher_dir=None, *,
+                 trust_pickled_model: bool = False):
     """The teacher and where it came from: a model artifact, CUSTOM_TEACHER_PATH, or TEACHER_MODEL by name."""
     manifest = dataset.manifest
     if teacher_dir is not None:
@@ -63,7 +56,8 @@ def load_teacher(config: DistillConfig, dataset: PreparedDataset, teacher_dir=No
                 f"the dataset ({manifest.num_classes} classes, {manifest.input_size}px)")
         return load_torch_module(teacher_dir), str(teacher_dir)
     if config.custom_teacher_path:
-        return _load_teacher_checkpoint(config, manifest.num_classes, manifest.input_size), config.custom_teacher_path
+        return (_load_teacher_checkpoint(config, manifest.num_classes, manifest.input_size, trust_pickled_model),
+                config.custom_teacher_path)
     return build_classifier(config.teacher_model, manifest.num_classes, input_size=manifest.input_size), \
         config.teacher_model
 
@@ -98,7 +92,8 @@ def distill(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, stude
     dataset = load_dataset(dataset_dir)
     manifest = dataset.manifest
     example = torch.from_numpy(dataset.example_input(2))
-    teacher, teacher_source = load_teacher(config, dataset, teacher_dir)
+    teacher, teacher_source = load_teacher(config, dataset, teacher_dir,
+                                           trust_pickled_model=student_model_config.trust_pickled_model)
     teacher_parameter = ("teacher" if teacher_dir is not None
                          else "CUSTOM_TEACHER_PATH" if config.custom_teacher_path else "TEACHER_MODEL")
     _check_outputs(teacher, example, manifest.num_classes, teacher_parameter, teacher_source)

@@ -191,28 +191,34 @@ def _ops_and_params(model, example) -> tuple[int, int]:
 
 
 def _save_pruned(path: Path, model, info: dict) -> None:
-    import torch
+    """The pruned model as data (safetensors + module tree), its files' sha256 in info.json."""
+    from visioncompress.artifacts import file_sha256, staged_output
+    from visioncompress.models.safe_module import save_module
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model, tmp)
-    os.replace(tmp, path)
-    path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    with staged_output(path) as scratch:
+        files = save_module(model, scratch, "model")
+        info = {**info, "files": {name: file_sha256(scratch / name) for name in files}}
+        (scratch / "info.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
 def _load_pruned(path: Path, key: dict):
     """The pruned model a killed run of the same stage saved, if it was made from the same inputs."""
-    import torch
+    from visioncompress.artifacts import file_sha256
+    from visioncompress.models.safe_module import load_module
 
-    if not (path.is_file() and path.with_suffix(".json").is_file()):
+    if not (path / "info.json").is_file():
         return None, None
-    info = json.loads(path.with_suffix(".json").read_text())
+    info = json.loads((path / "info.json").read_text())
     if info.get("key") != key:
         log.warning("ignoring %s: it was pruned from other inputs or parameters", path)
         return None, None
+    files = info.get("files") or {}
+    if not files or any(not (path / name).is_file() or file_sha256(path / name) != digest
+                        for name, digest in files.items()):
+        log.warning("ignoring %s: its files do not match the sha256 recorded in info.json", path)
+        return None, None
     log.info("resuming from the pruned model in %s", path)
-    # Our own checkpoint, written by this stage earlier: a whole module needs weights_only=False.
-    return torch.load(path, weights_only=False, map_location="cpu"), info
+    return load_module(path, "model"), info
 
 
 def sparse_train(model, example, dataset, config: PruneConfig, train_config: TrainConfig,
@@ -251,7 +257,7 @@ def prune(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_d
     val_before = round(evaluate_top1(model, dataset, "val"), 3) if has_val else None
     criterion = make_criterion(train_config.criterion, manifest.num_classes)
 
-    pruned_checkpoint = Path(checkpoint_dir) / "prune-pruned.pt" if checkpoint_dir else None
+    pruned_checkpoint = Path(checkpoint_dir) / "prune-pruned" if checkpoint_dir else None
     key = {"model": str(Path(model_dir).resolve()), **to_spec(config)}
     pruned, info = _load_pruned(pruned_checkpoint, key) if pruned_checkpoint else (None, None)
     if pruned is None:

@@ -19,7 +19,8 @@ def initial_model(model_config: ModelConfig, num_classes: int, input_size: int):
     build = lambda: build_classifier(model_config.model, num_classes, pretrained=model_config.pretrained,  # noqa: E731
                                      input_size=input_size)
     if model_config.custom_model_path:
-        return load_user_checkpoint(model_config.custom_model_path, build)
+        return load_user_checkpoint(model_config.custom_model_path, build,
+                                    trust_pickled_model=model_config.trust_pickled_model)
     return build()
 
 
