@@ -30,6 +30,7 @@ def prune_detection(
     with stage("prune_detection"):
         config = config_from(GroupFisherConfig, locals())
         train_config = config_from(TrainConfig, locals())
-        result = prune_detector(model.path, dataset.path, pruned_model.path, config, train_config)
+        result = prune_detector(model.path, dataset.path, pruned_model.path, config, train_config,
+                                checkpoint_dir=pruned_model.path + ".checkpoints")
         describe_model(pruned_model, result)
         log_metrics(metrics, result.metrics)

@@ -26,6 +26,10 @@ class DistillConfig:
     temperature: float = spec_field(20, "TEMPERATURE", help="softmax temperature of the KL term")
     seed: int = spec_field(43, "SEED", help="random seed of the student's training")
     weight_decay: float = spec_field(0.0005, "WEIGHT_DECAY", help="weight decay during distillation")
+    min_student_share: float = spec_field(
+        0.25, "MIN_STUDENT_SHARE",
+        help="detection: the distilled student's best validation mAP must reach this share of the teacher's, "
+             "else the stage fails rather than write a collapsed student (0 turns the check off)")
 
     def __post_init__(self) -> None:
         from visioncompress.detection.zoo import detection_model_names
@@ -44,3 +48,4 @@ class DistillConfig:
         self.temperature = check_float("TEMPERATURE", self.temperature, low=0.0, low_open=True)
         self.seed = check_int("SEED", self.seed)
         self.weight_decay = check_float("WEIGHT_DECAY", self.weight_decay, low=0.0)
+        self.min_student_share = check_float("MIN_STUDENT_SHARE", self.min_student_share, low=0.0, high=1.0)
