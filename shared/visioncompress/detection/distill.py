@@ -20,6 +20,7 @@ from visioncompress.errors import ArtifactError, ConfigError, TrainingError
 from visioncompress.log import get_logger
 from visioncompress.models import load_torch_module, load_user_checkpoint, save_torch_model
 from visioncompress.storage.s3 import localized
+from visioncompress.train.finetune import seed_everything
 
 log = get_logger("detection.distill")
 TORCHVISION_METHODS = ("pkd", "cwd")
@@ -99,7 +100,9 @@ def distill_detector(dataset_dir: str | os.PathLike, output_dir: str | os.PathLi
     check_method(config.method)
     data = load_detection_dataset(dataset_dir)
     manifest, insize = data.manifest, data.manifest.input_size
+    seed_everything(config.seed)  # teacher (when built by name) and student start from SEED
     teacher, teacher_source = _teacher(config, data, teacher_dir)
+    seed_everything(config.seed)
     student = initial_detector(student_config, data)
     student_widths, teacher_widths = _widths(student, insize), _widths(teacher, insize)
     if len(student_widths) != len(teacher_widths):

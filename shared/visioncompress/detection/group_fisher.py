@@ -87,6 +87,7 @@ class GroupFisherPruner:
         self._hooks: list = []
         self._fisher: dict[nn.Module, torch.Tensor] = {}
         self._shapes: dict[nn.Module, tuple[int, int]] = {}
+        self._measure_shapes()
         self._refresh()
 
     def _refresh(self, keep_fisher: bool = False) -> None:
@@ -95,16 +96,19 @@ class GroupFisherPruner:
             self._fisher = {}
         self.groups = [g for g in self.graph.get_all_groups(ignored_layers=self._fixed, root_module_types=(nn.Conv2d,))
                        if self._width(g) > MIN_CHANNELS]
+        self._attach()
+
+    def _measure_shapes(self) -> None:
+        """Output sizes of every convolution (pruning channels never changes them)."""
         convs = [m for m in self.scope.modules() if isinstance(m, nn.Conv2d)]
-        shape_hooks = [m.register_forward_hook(lambda mod, _i, out: self._shapes.__setitem__(mod, out.shape[-2:]))
-                       for m in convs]
+        hooks = [m.register_forward_hook(lambda mod, _i, out: self._shapes.__setitem__(mod, out.shape[-2:]))
+                 for m in convs]
         was_training = self.scope.training
         with torch.no_grad():
             self.scope.eval()(torch.rand(1, 3, self.insize, self.insize))
         self.scope.train(was_training)
-        for h in shape_hooks:
+        for h in hooks:
             h.remove()
-        self._attach()
 
     def _attach(self) -> None:
         for group in self.groups:
@@ -160,31 +164,38 @@ class GroupFisherPruner:
     def step(self, flops_to_remove: float, *, deadline: bool = False) -> float:
         """Prune the least important channels until ``flops_to_remove`` FLOPs are gone; returns the FLOPs
         removed (measured). Each group loses at most MAX_STEP_SHARE of its width per step and only groups
-        with Fisher scores are touched, unless ``deadline``: then any group may go down to MIN_CHANNELS."""
-        before, removed, touched = self.flops(), 0.0, set()
+        with Fisher scores are touched, unless ``deadline``: then any group may go down to MIN_CHANNELS, and
+        passes over the groups repeat until the FLOPs are gone or every group is at its minimum."""
+        before, removed = self.flops(), 0.0
         while removed < flops_to_remove:
-            candidates = []
-            for group in self.groups:
-                root = group[0].dep.target.module
-                if root in touched or self._width(group) <= MIN_CHANNELS or (root not in self._fisher and not deadline):
-                    continue
-                rank, scores = self._importance(group, root)
-                candidates.append((rank, len(candidates), group, scores))
-            if not candidates:
+            estimate, touched = removed, set()
+            while estimate < flops_to_remove:  # one pass: each group at most once, on estimated savings
+                candidates = []
+                for group in self.groups:
+                    root = group[0].dep.target.module
+                    if root in touched or self._width(group) <= MIN_CHANNELS or \
+                            (root not in self._fisher and not deadline):
+                        continue
+                    rank, scores = self._importance(group, root)
+                    candidates.append((rank, len(candidates), group, scores))
+                if not candidates:
+                    break
+                _, _, group, scores = min(candidates, key=lambda c: (c[0], c[1]))
+                root, width, per_channel = group[0].dep.target.module, self._width(group), self._cost_flops(group)
+                count = max(1, math.ceil((flops_to_remove - estimate) / per_channel))
+                cap = width - MIN_CHANNELS if deadline else max(1, int(width * MAX_STEP_SHARE))
+                count = min(count, cap, width - MIN_CHANNELS)
+                self.prune_channels(root, sorted(torch.argsort(scores, stable=True)[:count].tolist()))
+                touched.add(root)
+                estimate += count * per_channel
+            measured = before - self.flops()
+            if not deadline or not touched or measured <= removed:
+                removed = measured
                 break
-            _, _, group, scores = min(candidates, key=lambda c: (c[0], c[1]))
-            root = group[0].dep.target.module
-            width = self._width(group)
-            count = max(1, math.ceil((flops_to_remove - removed) / self._cost_flops(group)))
-            cap = width - MIN_CHANNELS if deadline else max(1, int(width * MAX_STEP_SHARE))
-            count = min(count, cap, width - MIN_CHANNELS)
-            order = sorted(torch.argsort(scores, stable=True)[:count].tolist())
-            self.prune_channels(root, order)
-            touched.add(root)
-            removed = before - self.flops()
+            removed = measured
         return removed
 
-    def prune_channels(self, root: nn.Module, idxs: list[int]) -> None:
+    def prune_channels(self, root: nn.Module, idxs: list[int], *, refresh: bool = True) -> None:
         """Remove output channels ``idxs`` of ``root`` (and what depends on them); recorded for resume."""
         handler = self.graph.get_pruner_of_module(root).prune_out_channels
         self.graph.get_pruning_group(root, handler, idxs).prune()
@@ -192,14 +203,15 @@ class GroupFisherPruner:
             keep = [i for i in range(len(self._fisher[root])) if i not in set(idxs)]
             self._fisher[root] = self._fisher[root][keep]
         self.record.append((self._names[root], list(idxs)))
-        self._refresh(keep_fisher=True)
+        if refresh:
+            self._refresh(keep_fisher=True)
 
     def replay(self, record: list) -> None:
         """Apply a recorded sequence of pruning operations (a resumed run's structure)."""
         modules = dict(self.scope.named_modules())
         for name, idxs in record:
-            self.prune_channels(modules[name], [int(i) for i in idxs])
-        self._fisher = {}
+            self.prune_channels(modules[name], [int(i) for i in idxs], refresh=False)
+        self._refresh()
 
     def fisher_state(self) -> dict[str, torch.Tensor]:
         return {self._names[m]: v.clone() for m, v in self._fisher.items()}
