@@ -132,3 +132,28 @@ def test_group_fisher_resumes_to_the_same_structure_and_weights(small_detection,
         detection_model_dir, small_detection, out, config, DETECTION_LOOP, checkpoint_dir=ck), "prune", epochs=3)
     pruning = resumed["extras"]["pruning"]
     assert pruning["steps_done"] == 4 and pruning["finished_at"] == 4 and len(pruning["record"]) >= 4
+
+
+def test_checkpoints_hold_no_code_and_are_replaced_atomically(tmp_path):
+    from visioncompress.detection.feature_kd import FeatureDistiller
+    from visioncompress.train.checkpoint import TrainingCheckpoint
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    distiller = FeatureDistiller("pkd", [4], [8])
+    distiller.steps = 5
+    checkpoint = TrainingCheckpoint(tmp_path, "x", model, {"distiller": distiller})
+    checkpoint.save(1, optimizer, {"history": [{"epoch": 1}]})
+    state = torch.load(tmp_path / "x-last.pt", weights_only=True)  # tensors, numbers and strings only
+    assert state["epoch"] == 1 and state["extras"]["distiller"]["_extra_state"] == {"steps": 5}
+    assert set(state["rng"]) == {"torch", "numpy", "python"}
+
+    class Unpicklable:
+        def state_dict(self):
+            return {"fn": lambda: 0}
+
+    broken = TrainingCheckpoint(tmp_path, "x", model, {"distiller": distiller, "bad": Unpicklable()})
+    with pytest.raises(Exception):
+        broken.save(2, optimizer, {"history": []})
+    assert torch.load(tmp_path / "x-last.pt", weights_only=True)["epoch"] == 1, "the previous checkpoint stays"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x-last.pt"], "no scratch file is left behind"

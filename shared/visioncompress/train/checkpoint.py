@@ -23,6 +23,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 import torch
 
+from visioncompress.errors import ArtifactError
 from visioncompress.log import get_logger
 
 log = get_logger("train.checkpoint")
@@ -104,7 +105,7 @@ class TrainingCheckpoint:
             return None
         missing = sorted(set(self.extras) - set(state["extras"]))
         if missing:
-            raise RuntimeError(f"checkpoint {self.path} lacks the state of {missing}; delete it to start over")
+            raise ArtifactError(f"checkpoint {self.path} lacks the state of {missing}; delete it to start over")
         for key, extra in self.extras.items():
             extra.load_state_dict(state["extras"][key])
         self.model.load_state_dict(state["model"])
