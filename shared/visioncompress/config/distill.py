@@ -28,8 +28,9 @@ class DistillConfig:
     weight_decay: float = spec_field(0.0005, "WEIGHT_DECAY", help="weight decay during distillation")
     min_student_share: float = spec_field(
         0.25, "MIN_STUDENT_SHARE",
-        help="detection: the distilled student's best validation mAP must reach this share of the teacher's, "
-             "else the stage fails rather than write a collapsed student (0 turns the check off)")
+        help="detection: the distilled student's best validation mAP must reach this share of the teacher's "
+             "(checked when the teacher has at least 1 mAP), else the stage fails rather than write a "
+             "collapsed student; 0 turns the check off")
 
     def __post_init__(self) -> None:
         from visioncompress.detection.zoo import detection_model_names

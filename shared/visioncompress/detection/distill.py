@@ -24,6 +24,7 @@ from visioncompress.train.finetune import seed_everything
 
 log = get_logger("detection.distill")
 TORCHVISION_METHODS = ("pkd", "cwd")
+FLOOR_MIN_TEACHER_MAP = 1.0  # below this the teacher's mAP is noise, and so is a floor derived from it
 
 
 def check_method(method: str) -> None:
@@ -81,6 +82,10 @@ def _teacher_features(teacher, images):
 def check_student_floor(result: DetectionTrainResult, teacher_map: float | None, share: float) -> None:
     """Refuse a student whose best validation mAP stays below ``share`` of the teacher's (MIN_STUDENT_SHARE)."""
     if not share or teacher_map is None or result.best_val_map is None:
+        return
+    if teacher_map < FLOOR_MIN_TEACHER_MAP:
+        log.warning("MIN_STUDENT_SHARE not checked: the teacher's val mAP %s is below %s, too low to measure a "
+                    "student against", teacher_map, FLOOR_MIN_TEACHER_MAP)
         return
     floor = share * teacher_map
     if result.best_val_map >= floor:
