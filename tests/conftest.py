@@ -74,9 +74,10 @@ def detection_model_dir(detection_dataset_dir, tmp_path_factory) -> Path:
     return path
 
 
-def cut_training_split(source: Path, destination: Path, train_images: int) -> Path:
-    """A copy of a dataset artifact whose training split keeps its first ``train_images`` images (short
+def cut_splits(source: Path, destination: Path, sizes: dict[str, int]) -> Path:
+    """A copy of a dataset artifact whose splits keep their first images, ``sizes[split]`` of them (short
     training runs that check mechanics, not quality)."""
+    import json
     import shutil
 
     import numpy as np
@@ -85,26 +86,32 @@ def cut_training_split(source: Path, destination: Path, train_images: int) -> Pa
 
     shutil.copytree(source, destination)
     manifest = read_dataset_manifest(destination)
-    with np.load(destination / "train.npz", allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    if manifest.task == "detection":
-        keep = arrays["box_image"] < train_images
-        arrays = {"images": arrays["images"][:train_images],
-                  **{key: arrays[key][keep] for key in ("boxes", "box_labels", "box_image")}}
-    else:
-        arrays = {key: value[:train_images] for key, value in arrays.items()}
-    np.savez(destination / "train.npz", **arrays)
-    manifest.splits["train"] = train_images
+    for split, n in sizes.items():
+        with np.load(destination / f"{split}.npz", allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        if manifest.task == "detection":
+            keep = arrays["box_image"] < n
+            arrays = {"images": arrays["images"][:n],
+                      **{key: arrays[key][keep] for key in ("boxes", "box_labels", "box_image")}}
+            coco = json.loads((destination / f"{split}.json").read_text())
+            ids = {image["id"] for image in coco["images"][:n]}
+            coco["images"] = coco["images"][:n]
+            coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in ids]
+            (destination / f"{split}.json").write_text(json.dumps(coco))
+        else:
+            arrays = {key: value[:n] for key, value in arrays.items()}
+        np.savez(destination / f"{split}.npz", **arrays)
+        manifest.splits[split] = n
     write_dataset_manifest(destination, manifest)
     return destination
 
 
 @pytest.fixture(scope="session")
 def cut_split():
-    return cut_training_split
+    return cut_splits
 
 
 @pytest.fixture(scope="session")
 def detection_short_dataset_dir(detection_dataset_dir, tmp_path_factory) -> Path:
     """The detection set with 96 training images (12 batches): for stages whose tests check mechanics."""
-    return cut_training_split(detection_dataset_dir, tmp_path_factory.mktemp("detection-short") / "dataset", 96)
+    return cut_splits(detection_dataset_dir, tmp_path_factory.mktemp("detection-short") / "dataset", {"train": 96})

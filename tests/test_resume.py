@@ -42,7 +42,8 @@ def deterministic():
 
 @pytest.fixture(scope="module")
 def small_classification(dataset_dir, cut_split, tmp_path_factory) -> Path:
-    return cut_split(dataset_dir, tmp_path_factory.mktemp("resume-data") / "dataset", CLASSIFICATION_TRAIN_IMAGES)
+    return cut_split(dataset_dir, tmp_path_factory.mktemp("resume-data") / "dataset",
+                     {"train": CLASSIFICATION_TRAIN_IMAGES, "val": 64, "test": 64})
 
 
 def _same_state(a, b, where: str) -> None:
@@ -106,7 +107,8 @@ def test_classification_stages_resume_to_the_same_weights(small_classification, 
 
 @pytest.fixture(scope="module")
 def small_detection(detection_dataset_dir, cut_split, tmp_path_factory) -> Path:
-    return cut_split(detection_dataset_dir, tmp_path_factory.mktemp("resume-det") / "dataset", DETECTION_TRAIN_IMAGES)
+    return cut_split(detection_dataset_dir, tmp_path_factory.mktemp("resume-det") / "dataset",
+                     {"train": DETECTION_TRAIN_IMAGES, "val": 8, "test": 8})
 
 
 def test_detection_training_and_feature_distillation_resume_to_the_same_weights(small_detection, detection_model_dir,
