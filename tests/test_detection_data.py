@@ -70,7 +70,8 @@ def test_offline_set_has_boxes_inside_every_image(detection_dataset_dir):
         boxes = np.concatenate([t["boxes"] for t in targets])
         labels = np.concatenate([t["labels"] for t in targets])
         assert len(boxes) >= len(images)  # 1-3 objects per image
-        assert (boxes >= 0).all() and (boxes <= 64).all() and (boxes[:, 2:] > boxes[:, :2]).all()
+        size = data.manifest.input_size
+        assert (boxes >= 0).all() and (boxes <= size).all() and (boxes[:, 2:] > boxes[:, :2]).all()
         assert set(labels.tolist()) <= set(range(1, 11))
 
 

@@ -92,3 +92,49 @@ def test_coco_map_is_pycocotools_on_our_layout():
     # class a: nothing found (AP 0); class b: a false positive outranks the hit (AP 0.5)
     assert coco_map(truth, wrong_class)["mAP"] == pytest.approx(25.0, abs=0.1)
     assert coco_map(truth, [{"boxes": [], "scores": [], "labels": []}] * 2) == {"mAP": 0.0, "mAP50": 0.0}
+
+
+def test_pkd_leaves_out_levels_too_small_to_standardise():
+    torch.manual_seed(0)
+    distiller = FeatureDistiller("pkd", [8, 8, 8], [8, 8, 8], ramp_steps=0)
+    # 8 x 4 x 4 = 128 positions: used; 8 x 2 x 2 = 32 and 8 x 1 x 1 = 8: not enough for per-channel statistics.
+    student = [torch.randn(8, 8, s, s, requires_grad=True) for s in (4, 2, 1)]
+    teacher = [torch.randn(8, 8, s, s) for s in (4, 2, 1)]
+    loss = distiller(student, teacher)
+    loss.backward()
+    assert distiller.used_levels == [0]
+    assert student[0].grad.abs().sum() > 0 and student[1].grad is None and student[2].grad is None
+    cwd = FeatureDistiller("cwd", [8, 8, 8], [8, 8, 8], ramp_steps=0)
+    cwd(student, teacher)
+    assert cwd.used_levels == [0, 1]  # a 1x1 map is a one-point distribution: nothing to match
+
+
+def test_pkd_ramp_position_is_part_of_the_state_dict():
+    distiller = FeatureDistiller("pkd", [4, 8], [8, 8], ramp_steps=10)
+    distiller.steps = 7
+    state = distiller.state_dict()
+    assert "connectors.0.weight" in state and state["_extra_state"] == {"steps": 7}
+    fresh = FeatureDistiller("pkd", [4, 8], [8, 8], ramp_steps=10)
+    fresh.load_state_dict(state)
+    assert fresh.steps == 7 and torch.equal(fresh.connectors[0].weight, distiller.connectors[0].weight)
+
+
+@pytest.mark.parametrize("ratio", [0.7, 0.4])
+def test_group_fisher_deadline_reaches_the_target_whatever_the_importance(ratio):
+    """Without any Fisher score (the worst case for the schedule), an ordinary step prunes nothing and the
+    deadline step still reaches the target: the schedule does not depend on training trajectories."""
+    from visioncompress.detection.group_fisher import MIN_CHANNELS, GroupFisherPruner
+
+    torch.manual_seed(0)
+    model = build_detector("fcos_resnet18_fpn", 10, 64, MEAN, STD)
+    pruner = GroupFisherPruner(model, 64, "flops")
+    before = pruner.flops()
+    assert pruner.step(before * (1 - ratio)) == 0.0  # no gradient has been seen: nothing to rank
+    removed = pruner.step(before * (1 - ratio), deadline=True)
+    after = pruner.flops()
+    assert after == pytest.approx(before - removed) and after <= ratio * before
+    assert all(len(g[0].idxs) >= MIN_CHANNELS for g in pruner.groups)
+    replayed = build_detector("fcos_resnet18_fpn", 10, 64, MEAN, STD)
+    twin = GroupFisherPruner(replayed, 64, "flops")
+    twin.replay(pruner.record)  # a resumed run rebuilds the same structure from the record
+    assert {k: v.shape for k, v in replayed.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}

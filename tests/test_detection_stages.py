@@ -1,7 +1,8 @@
 """Detection stages on the offline set: ONNX PTQ, OpenVINO QAT, PKD/CWD distillation, GroupFisher pruning.
 
 Each output loads with the tool the spec names and is measured with pycocotools' mAP against the FP32
-detector it came from (a small, briefly trained fcos_resnet18_fpn at 64 px, so the mAP itself is low).
+detector it came from (the session's fcos_resnet18_fpn at 96 px; tests/README.md gives every threshold's
+measured value and margin, and why a model that learned nothing fails it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from visioncompress.quantize import quantize, quantize_aware
 
 TRAIN = TrainConfig(batch_size=8, finetune_epochs=1, learning_rate=0.001)
 QUICK = BenchmarkConfig(extra_batch_sizes=[], warmup=1, iterations=3)
+FIXTURE_MIN_MAP = 2.0  # the FP32 fixture's test mAP (measured 3.59) must stay far above 0.0
+INT8_MAX_DELTA = 1.0  # mAP points between INT8 and FP32 (measured -0.09)
+QAT_MAX_DROP = 1.0  # mAP points QAT may lose against FP32 (measured +1.43)
+DISTILL_MARGIN = 1.0  # mAP points a PKD student may trail the same student trained alone (measured +0.28)
 
 
 def _map(model_dir, dataset_dir) -> float:
@@ -36,7 +41,10 @@ def _map(model_dir, dataset_dir) -> float:
 
 @pytest.fixture(scope="module")
 def fp32_map(detection_model_dir, detection_dataset_dir) -> float:
-    return _map(detection_model_dir, detection_dataset_dir)
+    value = _map(detection_model_dir, detection_dataset_dir)
+    print(f"FP32 detection fixture: test mAP {value}")
+    assert value >= FIXTURE_MIN_MAP, "the detection fixture should have learned something"
+    return value
 
 
 def test_onnx_ptq_core_runs_in_onnxruntime_close_to_fp32(detection_model_dir, detection_dataset_dir, fp32_map, tmp_path):
@@ -56,33 +64,63 @@ def test_onnx_ptq_core_runs_in_onnxruntime_close_to_fp32(detection_model_dir, de
     fp32_logits = DetectorCore(load_torch_module(detection_model_dir))(images)[0]
     correlation = np.corrcoef(int8_logits.ravel(), fp32_logits.detach().numpy().ravel())[0, 1]
     assert correlation > 0.98
-    assert abs(_map(out, detection_dataset_dir) - fp32_map) <= 1.0
+    int8_map = _map(out, detection_dataset_dir)
+    print(f"ONNX INT8 test mAP {int8_map} vs FP32 {fp32_map}")
+    assert abs(int8_map - fp32_map) <= INT8_MAX_DELTA
 
 
-def test_openvino_qat_writes_an_int8_ir_that_keeps_map(detection_model_dir, detection_dataset_dir, fp32_map, tmp_path):
+def test_openvino_qat_writes_an_int8_ir_that_keeps_map(detection_model_dir, detection_dataset_dir,
+                                                       detection_short_dataset_dir, fp32_map, tmp_path):
     import openvino as ov
 
-    out = tmp_path / "qat"
-    metadata = quantize_aware(detection_model_dir, detection_dataset_dir, out,
+    out = tmp_path / "qat"  # one epoch on the 96-image cut of the training split; the same test split
+    metadata = quantize_aware(detection_model_dir, detection_short_dataset_dir, out,
                               OpenVinoQATConfig(batch_size=8, transformer=False, subset_size=32), TRAIN)
     ir = ov.Core().read_model(str(out / "model.xml"))
     assert metadata.format == "openvino-ir" and metadata.precision == "int8"
     assert any(op.get_type_name() == "FakeQuantize" for op in ir.get_ops())
     assert len(ir.outputs) == 3
-    assert _map(out, detection_dataset_dir) >= fp32_map - 1.0
+    qat_map = _map(out, detection_dataset_dir)
+    print(f"OpenVINO QAT test mAP {qat_map} vs FP32 {fp32_map}")
+    assert qat_map >= fp32_map - QAT_MAX_DROP
 
 
-@pytest.mark.parametrize("method", ["pkd", "cwd"])
-def test_feature_distillation_trains_a_student_that_loads(method, detection_model_dir, detection_dataset_dir, tmp_path):
-    out = tmp_path / method
-    metadata = distill(detection_dataset_dir, out, ModelConfig(model="fcos_resnet18_fpn"), TRAIN,
-                       DistillConfig(teacher_model="fcos_resnet18_fpn", method=method, epochs=1, lr=0.001),
+def test_pkd_student_matches_the_same_student_trained_alone(detection_model_dir, detection_dataset_dir,
+                                                            detection_train_config, fp32_map, tmp_path):
+    """The teacher is the fixture; the student is the same architecture with the same seed, data order, epochs
+    and learning rate as the fixture, plus PKD: the fixture itself is the student trained alone."""
+    out = tmp_path / "pkd"
+    config = DistillConfig(teacher_model="fcos_resnet18_fpn", method="pkd",
+                           epochs=detection_train_config.finetune_epochs, lr=detection_train_config.learning_rate)
+    metadata = distill(detection_dataset_dir, out, ModelConfig(model="fcos_resnet18_fpn"),
+                       TrainConfig(batch_size=detection_train_config.batch_size, training=False), config,
                        teacher_dir=detection_model_dir)
     history = metadata.metrics["history"]
-    assert history and history[0][f"loss_{method}_feature"] > 0
-    assert metadata.metrics["teacher_val_mAP"] is not None
-    student = load_torch_module(out)
-    assert isinstance(student, torch.nn.Module)
+    assert history[0]["loss_pkd_feature"] > 0 and metadata.metrics["teacher_val_mAP"] > 0
+    student_map = _map(out, detection_dataset_dir)
+    print(f"PKD student test mAP {student_map} vs the same student alone {fp32_map}")
+    assert student_map >= fp32_map - DISTILL_MARGIN
+    assert isinstance(load_torch_module(out), torch.nn.Module)
+
+
+def test_cwd_distillation_trains_a_student_that_loads(detection_model_dir, detection_short_dataset_dir, tmp_path):
+    out = tmp_path / "cwd"
+    metadata = distill(detection_short_dataset_dir, out, ModelConfig(model="fcos_resnet18_fpn"), TRAIN,
+                       DistillConfig(teacher_model="fcos_resnet18_fpn", method="cwd", epochs=1, lr=0.001,
+                                     min_student_share=0.0),
+                       teacher_dir=detection_model_dir)
+    assert metadata.metrics["history"][0]["loss_cwd_feature"] > 0
+    assert isinstance(load_torch_module(out), torch.nn.Module)
+
+
+def test_a_student_that_learned_nothing_is_refused(detection_model_dir, detection_short_dataset_dir, tmp_path):
+    from visioncompress.errors import TrainingError
+
+    with pytest.raises(TrainingError, match="MIN_STUDENT_SHARE"):
+        distill(detection_short_dataset_dir, tmp_path / "x", ModelConfig(model="fcos_resnet18_fpn"), TRAIN,
+                DistillConfig(teacher_model="fcos_resnet18_fpn", method="pkd", epochs=1, lr=1e-9),
+                teacher_dir=detection_model_dir)
+    assert not (tmp_path / "x").exists()
 
 
 def test_pkd_yolo_is_refused_for_torchvision_detectors(detection_model_dir, detection_dataset_dir, tmp_path):
@@ -95,17 +133,18 @@ def test_pkd_yolo_is_refused_for_torchvision_detectors(detection_model_dir, dete
 
 @pytest.mark.parametrize("norm_type", ["act", "flops"])
 def test_group_fisher_reaches_the_flop_target_and_the_model_reloads(norm_type, detection_model_dir,
-                                                                    detection_dataset_dir, tmp_path):
+                                                                    detection_short_dataset_dir, tmp_path):
     out = tmp_path / norm_type
-    metadata = prune_detector(detection_model_dir, detection_dataset_dir, out,
+    metadata = prune_detector(detection_model_dir, detection_short_dataset_dir, out,
                               GroupFisherConfig(interval=2, norm_type=norm_type, target_flop_ratio=0.8, epochs=2),
                               TRAIN)
     metrics = metadata.metrics
     assert metrics["flops_after"] <= 0.8 * metrics["flops_before"]
     assert metrics["params_after"] < metrics["params_before"]
-    assert metrics["target_reached_at_iteration"] is not None
+    # 12 iterations per epoch, a step every 2: the deadline is the 6th step, at iteration 12
+    assert metrics["target_reached_at_iteration"] is not None and metrics["target_reached_at_iteration"] <= 12
     pruned = load_torch_module(out)
-    rows = benchmark(out, detection_dataset_dir, QUICK)
+    rows = benchmark(out, detection_short_dataset_dir, QUICK)
     assert rows[0]["variant"] == "fp32" and "mAP" in rows[0] and rows[0]["p50_ms"] > 0
     assert sum(p.numel() for p in pruned.parameters()) == metrics["params_after"]
 
@@ -130,3 +169,26 @@ def test_fp32_benchmark_measures_map_in_three_runtimes(detection_model_dir, dete
 def test_classification_model_against_detection_data_is_refused(fp32_model_dir, detection_dataset_dir, tmp_path):
     with pytest.raises(ArtifactError, match="detection"):
         quantize(fp32_model_dir, detection_dataset_dir, tmp_path / "x", OnnxPTQConfig())
+
+
+def test_student_floor_refuses_a_collapsed_student():
+    from visioncompress.detection.distill import check_student_floor
+    from visioncompress.detection.train import DetectionTrainResult
+    from visioncompress.errors import TrainingError
+
+    collapsed = DetectionTrainResult(history=[{"epoch": 1, "loss_bbox_regression": 1.0}], best_val_map=0.0)
+    with pytest.raises(TrainingError, match="MIN_STUDENT_SHARE=0.25.*bbox_regression 1.0"):
+        check_student_floor(collapsed, 12.0, 0.25)
+    check_student_floor(DetectionTrainResult(best_val_map=3.0), 12.0, 0.25)  # at the floor: accepted
+    check_student_floor(collapsed, 12.0, 0.0)  # the check turned off
+    check_student_floor(collapsed, 0.5, 0.25)  # a teacher below 1 mAP gives no floor to measure against
+    with pytest.raises(ConfigError, match="MIN_STUDENT_SHARE"):
+        DistillConfig(teacher_model="fcos_resnet18_fpn", min_student_share=1.5)
+
+
+def test_group_fisher_interval_beyond_the_pruning_half_is_refused(detection_model_dir, detection_dataset_dir,
+                                                                   tmp_path):
+    with pytest.raises(ConfigError, match="INTERVAL"):
+        prune_detector(detection_model_dir, detection_dataset_dir, tmp_path / "x",
+                       GroupFisherConfig(interval=10_000, epochs=2), TRAIN)
+    assert not (tmp_path / "x").exists()

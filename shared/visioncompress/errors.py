@@ -23,6 +23,10 @@ class ArtifactError(VisionCompressError):
     """An input artifact is missing, incomplete or of the wrong kind."""
 
 
+class TrainingError(VisionCompressError):
+    """Training ended in a state the stage refuses to write (a student below its stated floor)."""
+
+
 class MissingDependencyError(VisionCompressError):
     """A backend's runtime (a package or a device) is not available on this node."""
 

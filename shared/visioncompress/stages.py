@@ -131,7 +131,8 @@ def _prune_detection(a, c):
     from visioncompress.kfp_io import describe_model, log_metrics
 
     out = a["pruned_model"]
-    result = prune_detector(a["model"].path, a["dataset"].path, out.path, c[GroupFisherConfig], c[TrainConfig])
+    result = prune_detector(a["model"].path, a["dataset"].path, out.path, c[GroupFisherConfig], c[TrainConfig],
+                            checkpoint_dir=out.path + ".checkpoints")
     describe_model(out, result)
     log_metrics(a["metrics"], result.metrics)
 

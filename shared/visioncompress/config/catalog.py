@@ -72,7 +72,8 @@ PARAMS: dict[str, Param] = _table(
     Param('TEACHER_MODEL', str, 'vgg16',
           'torchvision name of the teacher (also the architecture a state_dict in CUSTOM_TEACHER_PATH is loaded into)'),
     Param('CUSTOM_TEACHER_PATH', str, '',
-          'the teacher as a .pt/.pth (state_dict or whole module) or a model artifact dir; empty: TEACHER_MODEL built by name'),
+          "the teacher's weights in any format CUSTOM_MODEL_PATH takes (loaded into TEACHER_MODEL), or a model "
+          "artifact dir; empty: TEACHER_MODEL built by name"),
     Param('METHOD', str, 'pkd',
           'detection distillation method: pkd, cwd (torchvision and MMDetection detectors), pkd_yolo (MMYOLO); not used for classification'),
     Param('EPOCHS', int, 20,
@@ -85,6 +86,10 @@ PARAMS: dict[str, Param] = _table(
           'softmax temperature of the KL term'),
     Param('WEIGHT_DECAY', float, 0.0005,
           'weight decay during distillation'),
+    Param('MIN_STUDENT_SHARE', float, 0.25,
+          "detection: the distilled student's best validation mAP must reach this share of the teacher's "
+          "(checked when the teacher has at least 1 mAP), else the stage fails rather than write a collapsed "
+          "student; 0 turns the check off"),
     Param('INTERVAL', int, 10,
           'training iterations between two pruning steps'),
     Param('NORM_TYPE', str, 'act',

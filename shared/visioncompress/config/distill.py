@@ -21,6 +21,7 @@ class DistillConfig:
     temperature: float = param('TEMPERATURE')
     seed: int = param('SEED')
     weight_decay: float = param('WEIGHT_DECAY')
+    min_student_share: float = param('MIN_STUDENT_SHARE')
 
     def __post_init__(self) -> None:
         from visioncompress.detection.zoo import detection_model_names
@@ -39,3 +40,4 @@ class DistillConfig:
         self.temperature = check_float("TEMPERATURE", self.temperature, low=0.0, low_open=True)
         self.seed = check_int("SEED", self.seed)
         self.weight_decay = check_float("WEIGHT_DECAY", self.weight_decay, low=0.0)
+        self.min_student_share = check_float("MIN_STUDENT_SHARE", self.min_student_share, low=0.0, high=1.0)

@@ -44,6 +44,9 @@ def finetune_detector(dataset_dir: str | os.PathLike, output_dir: str | os.PathL
                       train_config: TrainConfig, *, checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
     data = load_detection_dataset(dataset_dir)
     manifest = data.manifest
+    from visioncompress.train.finetune import seed_everything
+
+    seed_everything(train_config.seed)  # the initial weights follow SEED, not whatever ran before
     model = initial_detector(model_config, data)
     result = DetectionTrainResult()
     if train_config.training and train_config.finetune_epochs > 0:

@@ -3,10 +3,14 @@
 Importance (Liu et al., 2021, "Group Fisher Pruning"): for each prunable channel group, the Fisher
 information of a channel mask, accumulated as (sum over positions of activation x gradient)^2 per
 image, divided by what removing one channel saves: activation memory (NORM_TYPE=act) or FLOPs
-(NORM_TYPE=flops). Every INTERVAL iterations the group holding the least important channel loses
-its lowest channels (at most a quarter of the group at once), enough to stay on course for
-TARGET_FLOP_RATIO by the middle of training (later if needed: pruning goes on until it is reached);
-the second half recovers at the full learning rate (LR_RATIO scales it while pruning).
+(NORM_TYPE=flops). Every INTERVAL iterations the groups holding the least important channels lose
+their lowest channels (at most a quarter of a group per step; the next group follows when that is
+not enough), so that every step removes its share of what is left to reach TARGET_FLOP_RATIO.
+The last scheduled step (at the middle of training) is a deadline: it removes whatever is still
+missing without the quarter cap, in importance order, and the stage fails if even that cannot
+reach the target (every group at its minimum width). The target is therefore reached by the same
+iteration whatever the importance values (and so the CPU's arithmetic) are. The second half
+recovers at the full learning rate (LR_RATIO scales it while pruning).
 
 Scope: the backbone and the FPN's internals. The FPN output width, which the shared heads
 expect, and the heads themselves stay intact (a whole-detector graph does not finish for
@@ -78,26 +82,33 @@ class GroupFisherPruner:
         example = torch.rand(1, 3, insize, insize)
         self.graph = tp.DependencyGraph().build_dependency(self.scope, example_inputs=example, verbose=False)
         self._fixed = fixed_width_layers(detector)
+        self._names = {m: n for n, m in self.scope.named_modules()}
+        self.record: list[tuple[str, list[int]]] = []
         self._hooks: list = []
         self._fisher: dict[nn.Module, torch.Tensor] = {}
         self._shapes: dict[nn.Module, tuple[int, int]] = {}
+        self._measure_shapes()
         self._refresh()
 
-    def _refresh(self) -> None:
+    def _refresh(self, keep_fisher: bool = False) -> None:
         self.close()
-        self._fisher = {}
+        if not keep_fisher:
+            self._fisher = {}
         self.groups = [g for g in self.graph.get_all_groups(ignored_layers=self._fixed, root_module_types=(nn.Conv2d,))
                        if self._width(g) > MIN_CHANNELS]
+        self._attach()
+
+    def _measure_shapes(self) -> None:
+        """Output sizes of every convolution (pruning channels never changes them)."""
         convs = [m for m in self.scope.modules() if isinstance(m, nn.Conv2d)]
-        shape_hooks = [m.register_forward_hook(lambda mod, _i, out: self._shapes.__setitem__(mod, out.shape[-2:]))
-                       for m in convs]
+        hooks = [m.register_forward_hook(lambda mod, _i, out: self._shapes.__setitem__(mod, out.shape[-2:]))
+                 for m in convs]
         was_training = self.scope.training
         with torch.no_grad():
             self.scope.eval()(torch.rand(1, 3, self.insize, self.insize))
         self.scope.train(was_training)
-        for h in shape_hooks:
+        for h in hooks:
             h.remove()
-        self._attach()
 
     def _attach(self) -> None:
         for group in self.groups:
@@ -142,27 +153,72 @@ class GroupFisherPruner:
             if attached:
                 self._attach()
 
-    def step(self, flops_to_remove: float) -> float:
-        """Prune the least important channels of one group; returns the FLOPs removed."""
-        candidates = []
-        for group in self.groups:
-            root = group[0].dep.target.module
-            if root not in self._fisher or self._width(group) <= MIN_CHANNELS:
-                continue
+    def _importance(self, group, root) -> tuple[float, torch.Tensor]:
+        """(rank of the group, per-channel scores): Fisher per unit of cost; a group no gradient has reached
+        yet ranks after every measured one, its channels ordered by weight magnitude."""
+        if root in self._fisher:
             scores = self._fisher[root] / self._cost(group)
-            candidates.append((float(scores.min()), group, scores))
-        if not candidates:
-            return 0.0
-        _, group, scores = min(candidates, key=lambda c: c[0])
-        root = group[0].dep.target.module
-        before = self.flops()
-        per_channel = self._cost_flops(group)
-        count = max(1, math.ceil(flops_to_remove / per_channel))
-        count = min(count, max(1, int(self._width(group) * MAX_STEP_SHARE)), self._width(group) - MIN_CHANNELS)
-        order = torch.argsort(scores)[:count].tolist()
-        self.graph.get_pruning_group(root, group[0].dep.handler, order).prune()
+            return float(scores.min()), scores
+        return float("inf"), root.weight.detach().abs().flatten(1).sum(1)
+
+    def step(self, flops_to_remove: float, *, deadline: bool = False) -> float:
+        """Prune the least important channels until ``flops_to_remove`` FLOPs are gone; returns the FLOPs
+        removed (measured). Each group loses at most MAX_STEP_SHARE of its width per step and only groups
+        with Fisher scores are touched, unless ``deadline``: then any group may go down to MIN_CHANNELS, and
+        passes over the groups repeat until the FLOPs are gone or every group is at its minimum."""
+        before, removed = self.flops(), 0.0
+        while removed < flops_to_remove:
+            estimate, touched = removed, set()
+            while estimate < flops_to_remove:  # one pass: each group at most once, on estimated savings
+                candidates = []
+                for group in self.groups:
+                    root = group[0].dep.target.module
+                    if root in touched or self._width(group) <= MIN_CHANNELS or \
+                            (root not in self._fisher and not deadline):
+                        continue
+                    rank, scores = self._importance(group, root)
+                    candidates.append((rank, len(candidates), group, scores))
+                if not candidates:
+                    break
+                _, _, group, scores = min(candidates, key=lambda c: (c[0], c[1]))
+                root, width, per_channel = group[0].dep.target.module, self._width(group), self._cost_flops(group)
+                count = max(1, math.ceil((flops_to_remove - estimate) / per_channel))
+                cap = width - MIN_CHANNELS if deadline else max(1, int(width * MAX_STEP_SHARE))
+                count = min(count, cap, width - MIN_CHANNELS)
+                self.prune_channels(root, sorted(torch.argsort(scores, stable=True)[:count].tolist()))
+                touched.add(root)
+                estimate += count * per_channel
+            measured = before - self.flops()
+            if not deadline or not touched or measured <= removed:
+                removed = measured
+                break
+            removed = measured
+        return removed
+
+    def prune_channels(self, root: nn.Module, idxs: list[int], *, refresh: bool = True) -> None:
+        """Remove output channels ``idxs`` of ``root`` (and what depends on them); recorded for resume."""
+        handler = self.graph.get_pruner_of_module(root).prune_out_channels
+        self.graph.get_pruning_group(root, handler, idxs).prune()
+        if root in self._fisher:
+            keep = [i for i in range(len(self._fisher[root])) if i not in set(idxs)]
+            self._fisher[root] = self._fisher[root][keep]
+        self.record.append((self._names[root], list(idxs)))
+        if refresh:
+            self._refresh(keep_fisher=True)
+
+    def replay(self, record: list) -> None:
+        """Apply a recorded sequence of pruning operations (a resumed run's structure)."""
+        modules = dict(self.scope.named_modules())
+        for name, idxs in record:
+            self.prune_channels(modules[name], [int(i) for i in idxs], refresh=False)
         self._refresh()
-        return before - self.flops()
+
+    def fisher_state(self) -> dict[str, torch.Tensor]:
+        return {self._names[m]: v.clone() for m, v in self._fisher.items()}
+
+    def load_fisher_state(self, state: dict[str, torch.Tensor]) -> None:
+        modules = dict(self.scope.named_modules())
+        self._fisher = {modules[name]: value.clone() for name, value in state.items()}
 
     def _cost_flops(self, group) -> float:
         saved, self.norm_type = self.norm_type, "flops"

@@ -12,7 +12,6 @@ import copy
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -58,29 +57,35 @@ def train_detector(model: torch.nn.Module, data: DetectionData, *, epochs: int, 
                    optimizer_name: str = "Adam", weight_decay: float = 0.0, seed: int = 0, validate: bool = True,
                    validation_interval: int = 1, loss_fn: Callable | None = None,
                    on_step: Callable[[int, torch.nn.Module], bool] | None = None,
-                   lr_scale: Callable[[int], float] | None = None, extra_params: list | None = None,
+                   lr_scale: Callable[[int], float] | None = None,
                    evaluate: Callable[[torch.nn.Module], float] | None = None, warmup: bool = True,
-                   checkpoint_dir: str | os.PathLike | None = None, name: str = "train") -> DetectionTrainResult:
-    """Train in place; on return ``model`` holds the best-validation weights (or the last ones)."""
+                   checkpoint_dir: str | os.PathLike | None = None, name: str = "train",
+                   extras: dict | None = None) -> DetectionTrainResult:
+    """Train in place; on return ``model`` holds the best-validation weights (or the last ones).
+
+    ``extras``: objects with state_dict/load_state_dict that the loss or ``on_step`` depend on
+    (distillation connectors and ramp, the pruner's structure); they are checkpointed with the
+    model and restored before it."""
+    from visioncompress.train.checkpoint import TrainingCheckpoint
+
     torch.manual_seed(seed)
     loss_fn = loss_fn or _detector_loss
-    extra_params = extra_params or []
+    extra_modules = [m for m in (extras or {}).values() if isinstance(m, torch.nn.Module)]
 
     def new_optimizer():
-        params = [p for p in model.parameters() if p.requires_grad] + list(extra_params)
+        params = [p for p in model.parameters() if p.requires_grad]
+        params += [p for m in extra_modules for p in m.parameters() if p.requires_grad]
         return make_optimizer(optimizer_name, params, learning_rate, weight_decay)
 
-    optimizer = new_optimizer()
     result, start_epoch, best_state = DetectionTrainResult(), 0, None
-    checkpoint = Path(checkpoint_dir) / f"{name}-last.pt" if checkpoint_dir else None
-    if checkpoint and checkpoint.is_file() and on_step is None:
-        state = torch.load(checkpoint, weights_only=True, map_location="cpu")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    checkpoint = TrainingCheckpoint(checkpoint_dir, name, model, extras)
+    state = checkpoint.load()
+    optimizer = new_optimizer()
+    checkpoint.restore_optimizer(state, optimizer)
+    if state is not None:
         best_state, start_epoch, result.history = state["best_state"], state["epoch"], state["history"]
         result.best_val_map, result.best_epoch = state["best_val_map"], state["best_epoch"]
         result.resumed_from_epoch = start_epoch
-        log.info("[%s] resuming after epoch %d from %s", name, start_epoch, checkpoint)
     n_train = data.manifest.splits["train"]
     per_epoch = max(1, n_train // batch_size)
     report_every = max(1, per_epoch // 4)
@@ -122,13 +127,8 @@ def train_detector(model: torch.nn.Module, data: DetectionData, *, epochs: int, 
         result.history.append(row)
         log.info("[%s] epoch %d/%d  %s", name, epoch, epochs,
                  "  ".join(f"{k} {v}" for k, v in row.items() if k != "epoch"))
-        if checkpoint and on_step is None:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                        "best_state": best_state, "best_val_map": result.best_val_map,
-                        "best_epoch": result.best_epoch, "history": result.history}, tmp)
-            os.replace(tmp, checkpoint)
+        checkpoint.save(epoch, optimizer, {"best_state": best_state, "best_val_map": result.best_val_map,
+                                           "best_epoch": result.best_epoch, "history": result.history})
     if best_state is not None:
         model.load_state_dict(best_state)
     elif result.history and "val_mAP" in result.history[-1]:

@@ -15,7 +15,8 @@ from visioncompress.data import PreparedDataset, load_dataset
 from visioncompress.errors import ArtifactError, ConfigError
 from visioncompress.log import get_logger
 from visioncompress.models import build_classifier, load_torch_module, load_user_checkpoint, save_torch_model
-from visioncompress.train.finetune import initial_model
+from visioncompress.storage.s3 import localized
+from visioncompress.train.finetune import initial_model, seed_everything
 from visioncompress.train.loop import TrainResult, evaluate_top1, train
 
 log = get_logger("distill")
@@ -97,6 +98,7 @@ def distill(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, stude
     teacher_parameter = ("teacher" if teacher_dir is not None
                          else "CUSTOM_TEACHER_PATH" if config.custom_teacher_path else "TEACHER_MODEL")
     _check_outputs(teacher, example, manifest.num_classes, teacher_parameter, teacher_source)
+    seed_everything(config.seed)  # the student's initial weights follow SEED
     student = initial_model(student_model_config, manifest.num_classes, manifest.input_size)
     student_source = student_model_config.custom_model_path or student_model_config.model
     _check_outputs(student, example, manifest.num_classes,

@@ -24,6 +24,18 @@ def initial_model(model_config: ModelConfig, num_classes: int, input_size: int):
     return build()
 
 
+def seed_everything(seed: int) -> None:
+    """Seed torch, NumPy and Python's random (model construction and anything else drawing from them)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
 def finetune(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, model_config: ModelConfig,
              train_config: TrainConfig, *, checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
     """Write the FP32 model artifact every compression stage starts from."""
@@ -33,6 +45,7 @@ def finetune(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, mode
         return finetune_detector(dataset_dir, output_dir, model_config, train_config, checkpoint_dir=checkpoint_dir)
     dataset = load_dataset(dataset_dir)
     manifest = dataset.manifest
+    seed_everything(train_config.seed)  # the initial weights follow SEED, not whatever ran before
     model = initial_model(model_config, manifest.num_classes, manifest.input_size)
     result = TrainResult()
     if train_config.training and train_config.finetune_epochs > 0:

@@ -53,35 +53,31 @@ def make_optimizer(name: str, params, learning_rate: float, weight_decay: float 
     return getattr(torch.optim, name)(params, **kwargs)
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    import torch
-
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def train(model, dataset: PreparedDataset, config: TrainConfig, *, epochs: int, learning_rate: float | None = None,
           weight_decay: float = 0.0, loss_fn: LossFn | None = None, checkpoint_dir: str | os.PathLike | None = None,
-          after_backward: Callable[[object], None] | None = None, name: str = "train") -> TrainResult:
-    """Train ``model`` in place; on return it holds the best-validation weights (or the last)."""
+          after_backward: Callable[[object], None] | None = None, name: str = "train",
+          extras: dict | None = None) -> TrainResult:
+    """Train ``model`` in place; on return it holds the best-validation weights (or the last).
+
+    ``extras``: objects with state_dict/load_state_dict that the loss depends on (saved in and
+    restored from the checkpoint with the model)."""
     import torch
 
+    from visioncompress.train.checkpoint import TrainingCheckpoint
+
     torch.manual_seed(config.seed)
-    optimizer = make_optimizer(config.optimizer, model.parameters(), learning_rate or config.learning_rate, weight_decay)
     if loss_fn is None:
         criterion = make_criterion(config.criterion, dataset.manifest.num_classes)
         loss_fn = lambda m, x, y: criterion(m(x), y)  # noqa: E731
     result, start_epoch, best_state = TrainResult(), 0, None
-    checkpoint = Path(checkpoint_dir) / f"{name}-last.pt" if checkpoint_dir else None
-    if checkpoint and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=True, map_location="cpu")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    checkpoint = TrainingCheckpoint(checkpoint_dir, name, model, extras)
+    state = checkpoint.load()
+    optimizer = make_optimizer(config.optimizer, model.parameters(), learning_rate or config.learning_rate, weight_decay)
+    checkpoint.restore_optimizer(state, optimizer)
+    if state is not None:
         best_state, start_epoch = state["best_state"], state["epoch"]
         result.history, result.best_val_top1 = state["history"], state["best_val_top1"]
         result.best_epoch, result.resumed_from_epoch = state["best_epoch"], start_epoch
-        log.info("[%s] resuming after epoch %d from %s", name, start_epoch, checkpoint)
     n_train = dataset.manifest.splits["train"]
     n_batches = max(1, n_train // config.batch_size)
     report_every = max(1, n_batches // 5)
@@ -113,13 +109,8 @@ def train(model, dataset: PreparedDataset, config: TrainConfig, *, epochs: int, 
         result.history.append(row)
         log.info("[%s] epoch %d/%d  %s", name, epoch, epochs,
                  "  ".join(f"{k} {v}" for k, v in row.items() if k != "epoch"))
-        if checkpoint:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            _save_checkpoint(checkpoint, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                "best_state": best_state, "best_val_top1": result.best_val_top1,
-                "best_epoch": result.best_epoch, "history": result.history,
-            })
+        checkpoint.save(epoch, optimizer, {"best_state": best_state, "best_val_top1": result.best_val_top1,
+                                           "best_epoch": result.best_epoch, "history": result.history})
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
