@@ -143,6 +143,27 @@ def test_unusable_teacher_checkpoints_are_named(tmp_path, coco_root):
         distill_mm(RETINA, RETINA, tmp_path / "none.pth", "pkd", coco_root, tmp_path / "c", **FAST)
 
 
+def test_a_checkpoint_naming_our_wrapper_is_never_unpickled(tmp_path):
+    """A file that names MMDetector used to be fully unpickled; its payload must not run."""
+    import os
+    import pickle
+
+    from visioncompress.detection.mm.model import MMDetector, load_weights
+    from visioncompress.errors import ArtifactError
+
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.mknod, (str(marker),)
+
+    evil = tmp_path / "teacher.pt"
+    torch.save({"wrapper": MMDetector, "x": Payload()}, evil)  # names our wrapper, carries a payload
+    with pytest.raises(ArtifactError, match="state.dict"):
+        load_weights(torch.nn.Linear(2, 2), evil)
+    assert not marker.exists()
+
+
 def test_pkd_retinanet_student_saves_loads_and_predicts(tmp_path, coco_root, retina_ckpt):
     from visioncompress.detection.mm import distill_mm, evaluate_mm
     result = distill_mm(RETINA, RETINA, retina_ckpt, "pkd", coco_root, tmp_path, max_iters=2, **FAST)
@@ -159,6 +180,11 @@ def test_pkd_retinanet_student_saves_loads_and_predicts(tmp_path, coco_root, ret
     assert "MMDetector ('tshirt', 'trouser', 'bag') 4" in done.stdout
     scores = evaluate_mm(result["model_path"], coco_root, "test")
     assert set(scores) == {"mAP", "mAP50"} and 0.0 <= scores["mAP"] <= scores["mAP50"] <= 1.0
+    # The weights-only state dict beside it is what a later run takes as a teacher checkpoint.
+    from visioncompress.detection.mm.model import state_path
+
+    state = torch.load(state_path(result["model_path"]), weights_only=True)
+    assert state["state_dict"] and all(torch.is_tensor(v) for v in state["state_dict"].values())
 
 
 def test_cwd_fcos_student_predicts(tmp_path, coco_root, make_checkpoint):

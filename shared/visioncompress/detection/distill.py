@@ -19,7 +19,6 @@ from visioncompress.detection.zoo import build_detector, detection_model_names
 from visioncompress.errors import ArtifactError, ConfigError, TrainingError
 from visioncompress.log import get_logger
 from visioncompress.models import load_torch_module, load_user_checkpoint, save_torch_model
-from visioncompress.storage.s3 import localized
 from visioncompress.train.finetune import seed_everything
 
 log = get_logger("detection.distill")

@@ -15,7 +15,6 @@ from visioncompress.data import PreparedDataset, load_dataset
 from visioncompress.errors import ArtifactError, ConfigError
 from visioncompress.log import get_logger
 from visioncompress.models import build_classifier, load_torch_module, load_user_checkpoint, save_torch_model
-from visioncompress.storage.s3 import localized
 from visioncompress.train.finetune import initial_model, seed_everything
 from visioncompress.train.loop import TrainResult, evaluate_top1, train
 

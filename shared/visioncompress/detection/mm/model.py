@@ -1,7 +1,10 @@
 """The ``.pt`` files of the mm family: a whole mm detector inside a small wrapper.
 
-``torch.load(path, weights_only=False)`` works in a fresh process: unpickling the wrapper imports
-this module first, which installs ``mm_compat`` before any mm class is looked up.
+``load_model`` (``torch.load(path, weights_only=False)``) reads the files this library writes itself; it
+works in a fresh process because unpickling the wrapper imports this module first, which installs
+``mm_compat`` before any mm class is looked up. Beside each one, ``save_model`` writes
+``<name>.state.pt``, the detector's state dict, which loads with ``weights_only=True``: that is the file to
+hand on as a teacher checkpoint. A checkpoint a user gives (``load_weights``) is never fully unpickled.
 """
 
 from __future__ import annotations
@@ -97,7 +100,14 @@ def save_model(wrapper: MMDetector, path) -> Path:
             if key not in ("_parameters", "_buffers", "_modules"):
                 setattr(module, key, _cpu(value, set()))
     torch.save(wrapper, path)  # loadable where there is no GPU
+    torch.save({"state_dict": wrapper.model.state_dict()}, state_path(path))  # weights only, for load_weights
     return path
+
+
+def state_path(model_path) -> Path:
+    """Where ``save_model`` writes the weights-only state dict of ``model_path``."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.stem + ".state.pt")
 
 
 def load_model(path) -> MMDetector:
@@ -115,12 +125,13 @@ def load_weights(module: nn.Module, checkpoint) -> None:
     if not path.is_file():
         raise ArtifactError(f"checkpoint {path} does not exist")
     try:
-        ours = f"{MMDetector.__module__}.MMDetector" in torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        whole = f"{MMDetector.__module__}.MMDetector" in torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception:
-        ours = False
-    if ours:  # one of our own model files: only then is a full unpickle intended
-        module.load_state_dict(load_model(path).model.state_dict())
-        return
+        whole = False
+    if whole:  # never unpickled: a file naming our class can name anything else too
+        raise ArtifactError(f"{path} is a whole pickled mm detector, which is not loaded (unpickling runs code "
+                            f"from the file); give its weights-only state dict instead, {state_path(path).name}, "
+                            "which the stage wrote beside it")
     from mmengine.runner import CheckpointLoader
     try:
         with mm_compat():
