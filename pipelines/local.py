@@ -125,6 +125,20 @@ def _failure_from(failures: Path, log_path: Path, error: RuntimeError) -> StageF
     return StageFailed(task, last.removeprefix("visioncompress: "), str(log_path))
 
 
+def without_retries(pipeline):
+    """A copy of ``pipeline`` whose tasks do not retry: on a cluster retries ride out network blips; here a
+    failed step should end the run at once with its error, not after minutes of back-off."""
+    import copy
+
+    pipeline = copy.deepcopy(pipeline)
+    spec = pipeline.component_spec.implementation.graph
+    dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
+    for dag in dags:
+        for task in dag.tasks.values():
+            task.ClearField("retry_policy")
+    return pipeline
+
+
 def run_local(name: str, params: dict, root: str | Path, *, debug: bool = False) -> Path:
     """Validate, then run pipeline ``name`` locally; returns the report's path.
 
@@ -149,7 +163,7 @@ def run_local(name: str, params: dict, root: str | Path, *, debug: bool = False)
     try:
         with open(log_path, "w", encoding="utf-8") as log, \
                 contextlib.redirect_stdout(_TaskOutput(log, sys.stdout, debug)):
-            task = get_pipeline(name)(**coerce_params(name, params))
+            task = without_retries(get_pipeline(name))(**coerce_params(name, params))
     except RuntimeError as exc:
         if "finished with status" not in str(exc):
             raise

@@ -248,3 +248,19 @@ def test_storage_access_comes_from_the_secret_and_compile_settings(tmp_path):
     assert "compile-time-secret" not in (tmp_path / "ptq_onnx.yaml").read_text(), "credentials never reach the YAML"
     condition = next(t for n, t in spec["root"]["dag"]["tasks"].items() if n.startswith("condition"))
     assert "DESTINATION" in condition["triggerPolicy"]["condition"]
+
+
+def test_local_runs_do_not_retry_a_failed_step():
+    """On a cluster data preparation retries with back-off; a local run ends at the first failure instead."""
+    from visioncompress.pipelines.local import without_retries
+    from visioncompress.pipelines.registry import get_pipeline
+
+    def retries(pipeline):
+        spec = pipeline.component_spec.implementation.graph
+        dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
+        return {name: t.retry_policy.max_retry_count for d in dags for name, t in d.tasks.items()}
+
+    compiled = get_pipeline("compare")
+    assert retries(compiled)["data-prep"] == 3 and retries(compiled)["publish"] == 3
+    assert set(retries(without_retries(compiled)).values()) == {0}
+    assert retries(compiled)["data-prep"] == 3, "the pipeline itself (what compile writes) keeps its retries"

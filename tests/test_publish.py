@@ -297,4 +297,4 @@ def test_bad_inputs_are_refused_before_any_upload(store, two_runs, tmp_path, cap
                               torch_ptq=Model(uri=str(first["models"]["torch_ptq"])), DESTINATION="s3://missing-bkt/x")
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("visioncompress publish: cannot ") and "missing-bkt" in err and "\n" not in err
+    assert err.startswith("visioncompress: publish: cannot ") and "missing-bkt" in err and "\n" not in err
