@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from test_storage import s3_server  # noqa: F401  (the moto server fixture)
+from test_storage import s3_server, use_moto  # noqa: F401  (the moto server fixture)
 from visioncompress.errors import ArtifactError
 from visioncompress.storage import download, get_json, publications, publish, sha256_file
 
@@ -23,16 +23,6 @@ DAY = "2026-11-30"
 BUDGET = 5.0
 TINY = {"insize": 16, "MAX_TRAIN_SAMPLES": 600, "MAX_TEST_SAMPLES": 100, "CALIBRATION_SAMPLES": 32,
         "BATCH_SIZE": 32, "MODEL": "resnet18", "LEARNING_RATE": 0.002}
-
-
-def _env(mp, server: str) -> None:
-    for name in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "AWS_SESSION_TOKEN", "VC_S3_CA_BUNDLE", "VC_S3_SECURE"):
-        mp.delenv(name, raising=False)
-    mp.setenv("VC_S3_ENDPOINT", f"http://{server}")
-    mp.setenv("VC_S3_REGION", "us-east-1")
-    mp.setenv("VC_S3_RETRIES", "0")
-    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +34,7 @@ def store(s3_server):  # noqa: F811
     name = f"vc-{uuid.uuid4().hex[:12]}"
     client.make_bucket(name)
     with pytest.MonkeyPatch.context() as mp:
-        _env(mp, s3_server)
+        use_moto(mp, s3_server)
         yield {"client": client, "bucket": name}
 
 

@@ -46,15 +46,20 @@ def s3_server():
     server.stop()
 
 
+def use_moto(mp, server: str) -> None:
+    """Point the storage settings (environment) at the moto server, with its test credentials."""
+    for name in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "AWS_SESSION_TOKEN", "VC_S3_CA_BUNDLE", "VC_S3_SECURE"):
+        mp.delenv(name, raising=False)
+    mp.setenv("VC_S3_ENDPOINT", f"http://{server}")
+    mp.setenv("VC_S3_REGION", "us-east-1")
+    mp.setenv("VC_S3_RETRIES", "0")
+    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
 @pytest.fixture
 def s3_env(s3_server, monkeypatch):
-    for name in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "AWS_SESSION_TOKEN", "VC_S3_CA_BUNDLE", "VC_S3_SECURE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("VC_S3_ENDPOINT", f"http://{s3_server}")
-    monkeypatch.setenv("VC_S3_REGION", "us-east-1")
-    monkeypatch.setenv("VC_S3_RETRIES", "0")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    use_moto(monkeypatch, s3_server)
     return s3_server
 
 
