@@ -276,12 +276,9 @@ def load_module(directory: str | os.PathLike, stem: str = "model"):
     for path in (weights, arch):
         if not path.is_file():
             raise ArtifactError(f"model artifact {directory} has no {path.name}")
-    try:
-        doc = json.loads(arch.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{arch} is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("kind") != TREE_KIND:
-        raise ArtifactError(f"{arch} is not a {TREE_KIND} file")
+    from visioncompress.artifacts import _read_kind
+
+    doc = _read_kind(arch, TREE_KIND, "module tree")
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
