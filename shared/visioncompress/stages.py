@@ -22,8 +22,11 @@ from visioncompress.config import (
 from visioncompress.config.catalog import PARAMS, Param
 
 # What QAT and GroupFisher take from the common training table (they have their own epochs and LR).
-_QAT_TRAIN = ("VALIDATE", "VALIDATION_INTERVAL", "CRITERION", "OPTIMIZER", "SEED")
-_GROUP_FISHER_TRAIN = ("VALIDATE", "VALIDATION_INTERVAL", "LEARNING_RATE", "OPTIMIZER", "BATCH_SIZE", "SEED")
+# The engine's parameters reach every training stage.
+_ENGINE = ("DEVICE", "AMP", "NUM_PROCESSES", "WORKERS", "PIN_MEM", "LR_SCHEDULER", "LR_WARMUP_EPOCHS",
+           "CHECKPOINT_URI", "TRAIN_ON_GPU", "NUM_NODES", "GPUS_PER_NODE")
+_QAT_TRAIN = ("VALIDATE", "VALIDATION_INTERVAL", "CRITERION", "OPTIMIZER", "SEED") + _ENGINE
+_GROUP_FISHER_TRAIN = ("VALIDATE", "VALIDATION_INTERVAL", "LEARNING_RATE", "OPTIMIZER", "BATCH_SIZE", "SEED") + _ENGINE
 PUBLISHABLE = ("torch_ptq", "onnx_ptq", "openvino_ptq", "tensorrt_ptq", "torch_qat", "openvino_qat", "distilled",
                "pruned")
 

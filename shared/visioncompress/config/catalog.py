@@ -187,6 +187,38 @@ PARAMS: dict[str, Param] = _table(
           'fine-tuning epochs'),
     Param('OPTIMIZER', str, 'Adam',
           'a torch.optim class name'),
+    # The training engine (every training stage of both tasks).
+    Param('DEVICE', str, 'auto',
+          "training device: auto (CUDA when present, else CPU), cpu, cuda or cuda:N (nyuntam's 'cuda:0' is "
+          "honoured); a device that is not there fails before any work"),
+    Param('AMP', bool, True,
+          "mixed precision on CUDA (bf16 autocast where the GPU has it, else fp16 with loss scaling); always off "
+          "on CPU"),
+    Param('NUM_PROCESSES', int, 0,
+          "training processes in this step (torch.distributed: NCCL on GPUs, Gloo on CPU); 0 = one per visible "
+          "GPU, 1 on CPU"),
+    Param('WORKERS', int, 2,
+          "DataLoader worker processes per training process that decode, resize and augment images (0 = in the "
+          "training process)"),
+    Param('PIN_MEM', bool, True,
+          "page-locked host memory for batches bound for a GPU (no effect on CPU)"),
+    Param('LR_SCHEDULER', str, 'none',
+          "learning-rate schedule of every training stage: none, step (x0.1 at 1/3 and 2/3 of the epochs) or "
+          "cosine; LR_WARMUP_EPOCHS of linear warm-up first"),
+    Param('LR_WARMUP_EPOCHS', int, 0,
+          "epochs of linear learning-rate warm-up before LR_SCHEDULER takes over"),
+    Param('CHECKPOINT_URI', str, '',
+          "where each training stage writes its per-epoch checkpoint and resumes from after a retry or restart: "
+          "s3://bucket/prefix, minio://bucket/prefix or a mounted path; empty = under the pipeline root when "
+          "that is object storage, else beside the step's output (lost with the pod)"),
+    Param('TRAIN_ON_GPU', bool, False,
+          "place the training steps on the GPU pool (accelerator, node selector and toleration as the TensorRT "
+          "steps) instead of the CPU pool"),
+    Param('NUM_NODES', int, 1,
+          "nodes of a multi-node training step; above 1 the step runs as a Kubeflow Trainer TrainJob (or "
+          "PyTorchJob) of NUM_NODES x GPUS_PER_NODE processes"),
+    Param('GPUS_PER_NODE', int, 1,
+          "GPUs (processes) per node of a multi-node training job"),
     Param('TENSORRT_OPTIONAL', bool, False,
           "skip the TensorRT engine build and GPU benchmark with a notice (instead of failing) where TensorRT or "
           "CUDA is missing; local runs on machines without them set it"),

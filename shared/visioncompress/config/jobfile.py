@@ -70,7 +70,7 @@ ROUTING_KEYS = ("ALGORITHM", "ALGO_TYPE", "TASK")
 ALIASES = {
     "modelname": "MODEL", "lossfn": "CRITERION", "optimizername": "OPTIMIZER", "dataurl": "DATASET_PATH",
     "distilllr": "LR", "distillepochs": "EPOCHS", "distillseed": "SEED", "distillweightdecay": "WEIGHT_DECAY",
-    "studentmodelpath": "CUSTOM_MODEL_PATH",
+    "studentmodelpath": "CUSTOM_MODEL_PATH", "scheduler": "LR_SCHEDULER",
 }
 CRITERION_SHORT = {"ce": "CrossEntropyLoss", "crossentropy": "CrossEntropyLoss", "mse": "MSELoss",
                    "l1": "L1Loss", "nll": "NLLLoss"}
@@ -80,12 +80,9 @@ PLATFORM_KEYS = {
     **dict.fromkeys(("JOB_SERVICE", "JOB_ID", "JOB_PATH", "CACHE_PATH", "DATA_PATH", "LOGGING_PATH", "MODEL_PATH",
                      "USER_FOLDER", "OUTPUT_PATH", "log_name"), "nyuntam workspace bookkeeping; KFP tracks artifacts"),
     **dict.fromkeys(("wandb", "VERSION", "VERBOSE"), "nyuntam logging option"),
-    "DEVICE": "placement decides the device (CPU pool, or the GPU pool for TensorRT)",
     "requires_cuda_transfer": "placement decides the device",
-    **dict.fromkeys(("WORKERS", "PIN_MEM"), "data loading is configured by the stages"),
     "NUM_CLASSES": "taken from the dataset's classes",
     "BENCHMARK": "every pipeline benchmarks its models",
-    "SCHEDULER": "learning-rate schedulers are not supported here; fine-tuning uses a constant rate",
     "NIL": "placeholder",
 }
 # Parameters documented by the nyuntam_vision spec or used in its algorithm sections.

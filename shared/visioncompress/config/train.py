@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from visioncompress.config._fields import check_bool, check_float, check_int, param
+from visioncompress.config._fields import check_bool, check_choice, check_float, check_int, param
 from visioncompress.errors import ConfigError
 
 
@@ -43,6 +44,17 @@ def canonical_optimizer(value: str) -> str:
     raise ConfigError("OPTIMIZER", value, optimizer_names())
 
 
+LR_SCHEDULERS = ("none", "step", "cosine")
+
+
+def check_device(value: str) -> str:
+    """auto, cpu, cuda or cuda:N (the form only: whether the device exists is checked before training)."""
+    text = str(value).strip().lower()
+    if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise ConfigError("DEVICE", value, "auto, cpu, cuda or cuda:N")
+
+
 @dataclass
 class ModelConfig:
     """Which model to start from."""
@@ -79,6 +91,17 @@ class TrainConfig:
     optimizer: str = param('OPTIMIZER')
     batch_size: int = param('BATCH_SIZE')
     seed: int = param('SEED')
+    device: str = param('DEVICE')
+    amp: bool = param('AMP')
+    num_processes: int = param('NUM_PROCESSES')
+    workers: int = param('WORKERS')
+    pin_mem: bool = param('PIN_MEM')
+    lr_scheduler: str = param('LR_SCHEDULER')
+    lr_warmup_epochs: int = param('LR_WARMUP_EPOCHS')
+    checkpoint_uri: str = param('CHECKPOINT_URI')
+    train_on_gpu: bool = param('TRAIN_ON_GPU')
+    num_nodes: int = param('NUM_NODES')
+    gpus_per_node: int = param('GPUS_PER_NODE')
 
     def __post_init__(self) -> None:
         self.training = check_bool("TRAINING", self.training)
@@ -90,3 +113,14 @@ class TrainConfig:
         self.seed = check_int("SEED", self.seed)
         self.criterion = canonical_criterion(self.criterion)
         self.optimizer = canonical_optimizer(self.optimizer)
+        self.device = check_device(self.device)
+        self.amp = check_bool("AMP", self.amp)
+        self.num_processes = check_int("NUM_PROCESSES", self.num_processes, minimum=0)
+        self.workers = check_int("WORKERS", self.workers, minimum=0)
+        self.pin_mem = check_bool("PIN_MEM", self.pin_mem)
+        self.lr_scheduler = check_choice("LR_SCHEDULER", self.lr_scheduler, LR_SCHEDULERS)
+        self.lr_warmup_epochs = check_int("LR_WARMUP_EPOCHS", self.lr_warmup_epochs, minimum=0)
+        self.checkpoint_uri = str(self.checkpoint_uri or "")
+        self.train_on_gpu = check_bool("TRAIN_ON_GPU", self.train_on_gpu)
+        self.num_nodes = check_int("NUM_NODES", self.num_nodes, minimum=1)
+        self.gpus_per_node = check_int("GPUS_PER_NODE", self.gpus_per_node, minimum=1)
