@@ -100,7 +100,9 @@ def test_spec_job_files_map_to_pipeline_and_parameters():
     assert onnx.pipeline == "ptq_onnx"
     assert onnx.params["LEARNING_RATE"] == 0.001 and onnx.params["activation_type"] == "QuantType.QUInt8"
     assert (onnx.params["DATASET_SOURCE"], onnx.params["DATASET_NAME"]) == ("torchvision", "CIFAR10")
-    assert {"JOB_PATH", "DEVICE", "NUM_CLASSES"} <= set(onnx.ignored)
+    assert {"JOB_PATH", "NUM_CLASSES"} <= set(onnx.ignored)
+    # nyuntam's DEVICE: 'cuda:0' is honoured: the training steps go to the GPU pool and train on CUDA
+    assert (onnx.params["DEVICE"], onnx.params["TRAIN_ON_GPU"]) == ("cuda:0", True)
 
     torch_job = load_job(JOBS / "torch_ptq_fashion_mnist.yaml")
     assert torch_job.pipeline == "ptq_torch"
@@ -108,7 +110,7 @@ def test_spec_job_files_map_to_pipeline_and_parameters():
     assert torch_job.params["DATASET_SOURCE"] == "fashion-mnist" and "DATASET_NAME" not in torch_job.params
     assert torch_job.ignored == {"quant.FXQuant.EPOCHS": "not a parameter of pipeline 'ptq_torch'"}
     for job in (onnx, torch_job):
-        validate_pipeline_params(job.pipeline, job.params)
+        validate_pipeline_params(job.pipeline, job.params, local=False)
 
 
 def test_job_mapping_rules():
@@ -456,3 +458,21 @@ def test_upload_creates_then_versions(capsys, fake_kfp):
     assert code == 0, err
     assert out.strip() == (f"uploaded version v2 of visioncompress-ptq-onnx: "
                            f"{fake_kfp}/#/pipelines/details/pipe-1/version/ver-2")
+
+
+def test_dry_run_prints_the_pipeline_and_every_parameter_without_running(capsys, tmp_path):
+    code, out, err = _cli(capsys, "run", "--config", str(JOBS / "torch_ptq_fashion_mnist.yaml"), "--dry-run",
+                          "--local", "--root", str(tmp_path / "runs"), "--param", "SEED=7")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "pipeline: ptq_torch"
+    rows = {line[4:].split("=")[0].strip(): (line[2] == "*", line.split("= ", 1)[1]) for line in lines[2:]}
+    from visioncompress.config.pipelines import pipeline_spec
+
+    assert set(rows) == set(pipeline_spec("ptq_torch").defaults_map())  # the full set, each once
+    assert rows["SEED"] == (True, "7") and rows["choice"] == (True, '"static"')
+    assert rows["WARMUP"] == (False, "5")  # a default, unmarked
+    assert not (tmp_path / "runs").exists()  # nothing ran
+    code, out, err = _cli(capsys, "run", "--config", str(JOBS / "torch_ptq_fashion_mnist.yaml"), "--dry-run",
+                          "--param", "BATCH_SIZE=0")
+    assert code == 2 and "BATCH_SIZE" in err and not out  # still validated

@@ -306,8 +306,25 @@ def _compile_to(pipeline: str, path: Path, *, recompute_after_data: bool = False
 # ---------------------------------------------------------------- commands
 
 
+def _print_dry_run(pipeline: str, params: dict) -> None:
+    """The pipeline and every parameter it would run with (given ones marked), without running it."""
+    from visioncompress.config.pipelines import pipeline_spec
+    from visioncompress.pipelines.registry import coerce_params
+
+    full = {**pipeline_spec(pipeline).defaults_map(), **coerce_params(pipeline, params)}
+    width = max(len(name) for name in full)
+    print(f"pipeline: {pipeline}")
+    print("parameters (* = set by the job file or --param, the rest are the pipeline's defaults):")
+    for name, value in full.items():
+        print(f"  {'*' if name in params else ' '} {name:<{width}} = {json.dumps(value)}")
+
+
 def cmd_run(args) -> int:
     pipeline, params = _job_params(args)
+    if args.dry_run:
+        _validate(pipeline, params, local=args.local)
+        _print_dry_run(pipeline, params)
+        return 0
     conn = None if args.local else _connection(args)
     _validate(pipeline, params, local=conn is None)
     if conn is None:
@@ -624,6 +641,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     run.add_argument("--local", action="store_true", help="run here through kfp.local instead of a KFP endpoint")
     run.add_argument("--debug", action="store_true",
                      help="on failure show the stack (with --local: every task's full output too)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the pipeline and the full parameter set it would run with, then stop")
     run.add_argument("--root", default="runs/local", help="with --local: where artifacts are written")
     run.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="KFP experiment for the run")
     run.add_argument("--run-name", default=None, help="run name; the UTC date and time are appended "

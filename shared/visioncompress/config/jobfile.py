@@ -253,6 +253,13 @@ def _dataset_params(parameters: Mapping[str, Any], params: dict) -> None:
         params["DATASET_SOURCE"] = "folder"
 
 
+def _device_params(parameters: Mapping[str, Any], params: dict) -> None:
+    """nyuntam's DEVICE: 'cuda:0' trains on a GPU: the training steps then go to the GPU pool too."""
+    device = str(params.get("DEVICE", "")).strip().lower()
+    if device.startswith("cuda") and "TRAIN_ON_GPU" in parameters and "TRAIN_ON_GPU" not in params:
+        params["TRAIN_ON_GPU"] = True
+
+
 def _is_torchvision_dataset(name: str) -> bool:
     import torchvision
 
@@ -320,6 +327,7 @@ def map_job(job: Mapping[str, Any], pipeline: str | None = None, *,
                               f"one value for {target} (also set by {origins[target]}={params[target]!r})")
         params[target], origins[target] = value, where
     _dataset_params(parameters, params)
+    _device_params(parameters, params)
     return Job(pipeline, params, ignored, source)
 
 

@@ -199,6 +199,55 @@ def _load_state(path: Path, kind: str, parameter: str, trust_pickled_model: bool
             from exc
 
 
+# Layers whose shape follows the number of classes in torchvision's detectors.
+_CLASS_HEAD_NAMES = ("cls_logits", "cls_score", "bbox_pred", "classification_head")
+
+
+def class_head_modules(model) -> set[str]:
+    """Names of the modules whose output size depends on the number of classes: the last module holding
+    parameters (a classifier's final layer) and the class-dependent layers of detection heads."""
+    with_params = [name for name, m in model.named_modules() if name and any(True for _ in m.parameters(recurse=False))]
+    heads = {name for name in with_params if any(part in _CLASS_HEAD_NAMES for part in name.split("."))}
+    if with_params and not heads:
+        heads.add(with_params[-1])
+    return heads
+
+
+def load_fitting_state(model, state: dict, *, where: str, arch_parameter: str = "MODEL") -> list[str]:
+    """Load ``state`` into ``model``; a class-dependent head of another size is re-initialised.
+
+    The usual case is an ImageNet checkpoint (1000 classes) for a 10-class dataset: every tensor that
+    fits loads, the head keeps its fresh initialisation, and the re-initialised layers are logged and
+    returned. Any other difference (a missing or extra tensor, a mismatched shape outside the head)
+    is an error naming the first such layer."""
+    own = model.state_dict()
+    head = class_head_modules(model)
+
+    def in_head(key: str) -> bool:
+        module = key.rsplit(".", 1)[0]
+        return any(module == h or module.startswith(h + ".") for h in head)
+
+    mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    problems = ([f"{k}: the file has shape {tuple(state[k].shape)}, {arch_parameter} has {tuple(own[k].shape)}"
+                 for k in mismatched if not in_head(k)]
+                + [f"{k}: missing from the file" for k in missing if not in_head(k)]
+                + [f"{k}: in the file but not in {arch_parameter}" for k in unexpected])
+    if problems:
+        raise ArtifactError(f"{where} does not fit {arch_parameter}'s architecture: {problems[0]}"
+                            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    fresh = mismatched + missing
+    reinitialised = sorted({k.rsplit(".", 1)[0] for k in fresh})
+    fitting = {k: v for k, v in state.items() if k not in mismatched}
+    model.load_state_dict(fitting, strict=not fresh)
+    if reinitialised:
+        log.warning("%s: loaded %d of %d tensors; re-initialised the head for this dataset's classes: %s "
+                    "(the file's head was sized for another number of classes, or absent)", where, len(fitting), len(own),
+                    ", ".join(reinitialised))
+    return reinitialised
+
+
 def load_user_checkpoint(path: str | os.PathLike, architecture_builder, *, parameter: str = "CUSTOM_MODEL_PATH",
                          trust_pickled_model: bool = False) -> Any:
     """A user's model: an artifact dir, a state dict, safetensors, TorchScript or a torch.export program.
@@ -241,13 +290,7 @@ def load_user_checkpoint(path: str | os.PathLike, architecture_builder, *, param
             raise ArtifactError(f"{parameter}={str(path)!r} holds a dict that is not a state dict of tensors "
                                 "(nor one under 'state_dict' or 'model')")
         model = architecture_builder()
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ArtifactError(
-                f"{parameter}={str(path)!r} does not fit {arch_parameter}'s architecture: {str(exc).splitlines()[0]} "
-                f"{str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else ''}".rstrip()
-            ) from exc
+        load_fitting_state(model, state, where=f"{parameter}={str(path)!r}", arch_parameter=arch_parameter)
         return model.eval()
     raise ArtifactError(f"{parameter}={str(path)!r} holds a {type(loaded).__name__}, not a model or state_dict")
 
