@@ -63,9 +63,14 @@ def check_task(name: str, params: dict, *, local: bool = True) -> None:
         raise ConfigError("DATASET_SOURCE", source, f"a {'detection' if detection else 'classification'} source for "
                           f"pipeline {name!r}: " + (", ".join(DETECTION_SOURCES) if detection
                                                     else "fashion-mnist, folder, torchvision"))
-    for key, path_key in (("MODEL", "CUSTOM_MODEL_PATH"), ("TEACHER_MODEL", "CUSTOM_TEACHER_PATH")):
+    for key, platform_key in (("MODEL", "PLATFORM"), ("TEACHER_MODEL", "TEACHER_PLATFORM")):
+        if detection and str(params.get(platform_key) or "torchvision").lower() != "torchvision":
+            raise ConfigError(platform_key, params[platform_key], f"torchvision for the detection pipeline {name!r} "
+                              "(its detectors are torchvision's)")
+    for key, path_key, platform_key in (("MODEL", "CUSTOM_MODEL_PATH", "PLATFORM"),
+                                        ("TEACHER_MODEL", "CUSTOM_TEACHER_PATH", "TEACHER_PLATFORM")):
         model = params.get(key)
-        if model is None or params.get(path_key):
+        if model is None or params.get(path_key) or str(params.get(platform_key) or "").lower() == "timm":
             continue
         if (model in detection_model_names()) != detection:
             raise ConfigError(key, model, f"a {'detection' if detection else 'classification'} model for pipeline "

@@ -132,7 +132,7 @@ def test_job_mapping_rules():
      "did you mean 'per_channel'?"),
     ({"ALGORITHM": "FXQuantt"}, None, "ALGORITHM", "did you mean 'FXQuant'?"),
     ({"ALGORITHM": "ONNXQuant"}, "ptq_torch", "ALGORITHM", "this job maps to 'ptq_onnx'"),
-    ({"ALGORITHM": "NNCF", "PLATFORM": "timm"}, None, "PLATFORM", "torchvision"),
+    ({"ALGORITHM": "NNCF", "PLATFORM": "mmyolo"}, None, "PLATFORM", "torchvision or timm"),
     ({"ALGORITHM": "NNCF", "LEARNING RATE": 0.1, "LEARNING_RATE": 0.2}, None, "LEARNING_RATE", "one value"),
 ])
 def test_job_mapping_errors_name_the_key(job, pipeline, parameter, hint):

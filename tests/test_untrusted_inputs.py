@@ -400,7 +400,7 @@ def test_artifact_with_edited_architecture_is_refused(tiny_model, tmp_path):
     meta = json.loads((copy / "model.json").read_text())
     meta["files"]["model.arch.json"] = file_sha256(arch)
     (copy / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(ArtifactError, match="'os:system' is not a torch/torchvision/visioncompress name"):
+    with pytest.raises(ArtifactError, match="'os:system' is not a torch/torchvision/timm/visioncompress name"):
         load_torch_module(copy)
 
 

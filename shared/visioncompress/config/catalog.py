@@ -99,7 +99,13 @@ PARAMS: dict[str, Param] = _table(
     Param('TARGET_FLOP_RATIO', float, 0.5,
           'share of the FLOPs to keep, in (0, 1)'),
     Param('MODEL', str, 'resnet18',
-          'torchvision classification model name'),
+          "the model's name on PLATFORM (torchvision: resnet18, mobilenet_v2, ...; timm: deit_tiny_patch16_224, "
+          "...), or a torchvision detector for the detection pipelines"),
+    Param('PLATFORM', str, 'torchvision',
+          "where MODEL comes from: torchvision or timm (classification: any timm.list_models() name, e.g. "
+          "deit_small_patch16_224, resnet50, convnext_tiny); detection pipelines build torchvision detectors"),
+    Param('TEACHER_PLATFORM', str, 'torchvision',
+          "where TEACHER_MODEL comes from: torchvision or timm (student and teacher may differ)"),
     Param('PRETRAINED', bool, False,
           'load ImageNet weights when no custom model is given'),
     Param('CUSTOM_MODEL_PATH', str, '',

@@ -21,6 +21,7 @@ class DistillConfig:
     temperature: float = param('TEMPERATURE')
     seed: int = param('SEED')
     weight_decay: float = param('WEIGHT_DECAY')
+    teacher_platform: str = param('TEACHER_PLATFORM')
     min_student_share: float = param('MIN_STUDENT_SHARE')
 
     def __post_init__(self) -> None:
@@ -28,8 +29,15 @@ class DistillConfig:
         from visioncompress.models.zoo import classification_model_names
 
         self.custom_teacher_path = "" if self.custom_teacher_path is None else str(self.custom_teacher_path).strip()
+        from visioncompress.config.train import check_platform
+
+        self.teacher_platform = check_platform("TEACHER_PLATFORM", self.teacher_platform)
         known = (*classification_model_names(), *detection_model_names())
-        if not self.custom_teacher_path and self.teacher_model not in known:
+        if self.teacher_platform == "timm":
+            from visioncompress.models.zoo import check_model_name
+
+            check_model_name("TEACHER_MODEL", self.teacher_model, "timm")
+        elif not self.custom_teacher_path and self.teacher_model not in known:
             raise ConfigError("TEACHER_MODEL", self.teacher_model,
                               "a torchvision classification model name (e.g. vgg16, resnet50, resnet18) or a "
                               "detection model (e.g. fcos_resnet50_fpn, retinanet_resnet50_fpn)")

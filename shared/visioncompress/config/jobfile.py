@@ -303,10 +303,6 @@ def map_job(job: Mapping[str, Any], pipeline: str | None = None, *,
         if key in ROUTING_KEYS:
             continue
         target = _match(key, parameters)
-        if _norm(key) == "platform":
-            if str(value).strip().lower() not in {"", "torchvision"}:
-                raise ConfigError(where, value, "torchvision (the model zoo these pipelines build from)")
-            continue
         if target is None:
             if key == "choice" and route is not None and route.choice:
                 continue  # it chose the pipeline
@@ -318,6 +314,10 @@ def map_job(job: Mapping[str, Any], pipeline: str | None = None, *,
                 raise ConfigError(where, value, f"a parameter of pipeline {pipeline!r}" + _suggest(key, candidates))
             ignored[where] = reason
             continue
+        if target in ("PLATFORM", "TEACHER_PLATFORM"):
+            from visioncompress.config.train import check_platform
+
+            value = check_platform(where, value)
         if target == "CRITERION" and isinstance(value, str):
             value = CRITERION_SHORT.get(_norm(value), value)
         value = _coerce(value, parameters.get(target))

@@ -55,11 +55,22 @@ def check_device(value: str) -> str:
     raise ConfigError("DEVICE", value, "auto, cpu, cuda or cuda:N")
 
 
+def check_platform(parameter: str, value: str) -> str:
+    from visioncompress.models.zoo import MM_PLATFORMS, PLATFORMS
+
+    text = str(value or "torchvision").strip().lower()
+    if text in MM_PLATFORMS:
+        raise ConfigError(parameter, value, "torchvision or timm in these pipelines (OpenMMLab detectors run in "
+                          "the detection image's mm stages, visioncompress.detection.mm, not yet as pipelines)")
+    return check_choice(parameter, text, PLATFORMS)
+
+
 @dataclass
 class ModelConfig:
     """Which model to start from."""
 
     model: str = param('MODEL')
+    platform: str = param('PLATFORM')
     pretrained: bool = param('PRETRAINED')
     custom_model_path: str = param('CUSTOM_MODEL_PATH')
     trust_pickled_model: bool = param('TRUST_PICKLED_MODEL')
@@ -70,12 +81,18 @@ class ModelConfig:
 
         self.pretrained = check_bool("PRETRAINED", self.pretrained)
         self.trust_pickled_model = check_bool("TRUST_PICKLED_MODEL", self.trust_pickled_model)
-        if not self.custom_model_path:
+        self.platform = check_platform("PLATFORM", self.platform)
+        if self.platform == "timm":
+            from visioncompress.models.zoo import check_model_name
+
+            check_model_name("MODEL", self.model, "timm")
+        elif not self.custom_model_path:
             names = classification_model_names()
             if self.model not in names and self.model not in detection_model_names():
                 raise ConfigError("MODEL", self.model, "a torchvision classification model name, e.g. "
                                   + ", ".join(n for n in names if n in {"resnet18", "mobilenet_v2", "vgg16", "vit_b_16"})
-                                  + ", or a detection model: " + ", ".join(detection_model_names()))
+                                  + ", or a detection model: " + ", ".join(detection_model_names())
+                                  + " (or PLATFORM=timm with a timm model name)")
 
 
 @dataclass

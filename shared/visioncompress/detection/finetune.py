@@ -18,6 +18,9 @@ log = get_logger("detection.finetune")
 
 def initial_detector(model_config: ModelConfig, data: DetectionData):
     manifest = data.manifest
+    if model_config.platform != "torchvision":
+        raise ConfigError("PLATFORM", model_config.platform, "torchvision for a detection dataset (its detectors "
+                          "are torchvision's)")
     if not model_config.custom_model_path and model_config.model not in detection_model_names():
         raise ConfigError("MODEL", model_config.model, "a detection model for a detection dataset: "
                           + ", ".join(detection_model_names()))

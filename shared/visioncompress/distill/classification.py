@@ -34,7 +34,8 @@ def kd_loss(student_logits, teacher_logits, labels, *, lambda_: float, temperatu
 def _load_teacher_checkpoint(config: DistillConfig, num_classes: int, input_size: int,
                              trust_pickled_model: bool = False):
     """CUSTOM_TEACHER_PATH (local, s3:// or minio://), with errors that name the teacher's parameters."""
-    build = lambda: build_classifier(config.teacher_model, num_classes, input_size=input_size)  # noqa: E731
+    build = lambda: build_classifier(config.teacher_model, num_classes, input_size=input_size,  # noqa: E731
+                                     platform=config.teacher_platform)
     try:
         return load_user_checkpoint(config.custom_teacher_path, build, parameter="CUSTOM_TEACHER_PATH",
                                     trust_pickled_model=trust_pickled_model)
@@ -58,8 +59,8 @@ def load_teacher(config: DistillConfig, dataset: PreparedDataset, teacher_dir=No
     if config.custom_teacher_path:
         return (_load_teacher_checkpoint(config, manifest.num_classes, manifest.input_size, trust_pickled_model),
                 config.custom_teacher_path)
-    return build_classifier(config.teacher_model, manifest.num_classes, input_size=manifest.input_size), \
-        config.teacher_model
+    return build_classifier(config.teacher_model, manifest.num_classes, input_size=manifest.input_size,
+                            platform=config.teacher_platform), config.teacher_model
 
 
 def _check_outputs(model, example, num_classes: int, parameter: str, value: str) -> None:

@@ -33,10 +33,10 @@ import numpy as np
 from visioncompress.errors import ArtifactError
 
 TREE_KIND = "visioncompress.module-tree"
-_MODULE_PREFIXES = ("torch.nn.", "torchvision.", "visioncompress.")
+_MODULE_PREFIXES = ("torch.nn.", "torchvision.", "timm.", "visioncompress.")
 _PLAIN_PREFIXES = ("torchvision.models.detection.", "torchvision.ops.", "visioncompress.")
 _FUNCTION_MODULES = ("torch", "torch.nn.functional", "torch.nn.init", "math", "operator", "torchvision.ops")
-_FUNCTION_PREFIXES = ("torchvision.ops.", "torchvision.models.", "visioncompress.")
+_FUNCTION_PREFIXES = ("torchvision.ops.", "torchvision.models.", "timm.layers.", "timm.models.", "visioncompress.")
 # nn.Module bookkeeping recreated by nn.Module.__init__ (hooks are runtime state, never saved).
 _MODULE_INTERNALS = ("_backward_pre_hooks", "_backward_hooks", "_is_full_backward_hook", "_forward_hooks",
                      "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
@@ -57,7 +57,7 @@ def _class_allowed(cls) -> bool:
     if issubclass(cls, torch.nn.Module):
         return module.startswith(_MODULE_PREFIXES) or module == "torch.nn"
     if issubclass(cls, enum.Enum):
-        return module.startswith(("torch", "torchvision", "visioncompress"))
+        return module.startswith(("torch", "torchvision", "timm", "visioncompress"))
     return module.startswith(_PLAIN_PREFIXES) and type(cls) is type and hasattr(cls, "__dict__") \
         and "__slots__" not in vars(cls)
 
@@ -69,9 +69,9 @@ def _function_allowed(obj) -> bool:
 
 def _resolve(ref: str, where: str):
     module_name, _, qualname = ref.partition(":")
-    if not module_name.startswith(("torch", "torchvision", "visioncompress", "math", "operator")) \
+    if not module_name.startswith(("torch", "torchvision", "timm", "visioncompress", "math", "operator")) \
             or not all(part.isidentifier() for part in qualname.split(".")):
-        raise ArtifactError(f"{where}: {ref!r} is not a torch/torchvision/visioncompress name; refusing it")
+        raise ArtifactError(f"{where}: {ref!r} is not a torch/torchvision/timm/visioncompress name; refusing it")
     try:
         obj = importlib.import_module(module_name)
         for part in qualname.split("."):

@@ -1,4 +1,4 @@
-"""Classification models by torchvision name, with the head sized to the dataset."""
+"""Classification models by name from a platform (torchvision or timm), with the head sized to the dataset."""
 
 from __future__ import annotations
 
@@ -35,10 +35,63 @@ def _replace_last_linear(model, num_classes: int) -> None:
     setattr(owner, attr, nn.Linear(last.in_features, num_classes, bias=last.bias is not None))
 
 
-def build_classifier(name: str, num_classes: int, *, pretrained: bool = False, input_size: int = 224):
-    """A torchvision classifier for ``num_classes``; ImageNet weights if ``pretrained`` (needs a download)."""
+PLATFORMS = ("torchvision", "timm")
+# OpenMMLab detectors live in the detection image's mm family (visioncompress.detection.mm), not in these pipelines.
+MM_PLATFORMS = ("mmdet", "mmyolo")
+
+
+def timm_model_names() -> tuple[str, ...]:
+    try:
+        import timm
+    except ImportError:
+        return ()
+    return tuple(timm.list_models())
+
+
+def check_model_name(parameter: str, name: str, platform: str) -> None:
+    """``name`` is a classification model of ``platform`` (the form only: no weights are fetched)."""
+    if platform == "timm":
+        try:
+            import timm
+        except ImportError as exc:
+            raise MissingDependencyError(f"{parameter}={name!r} with PLATFORM=timm needs the timm package "
+                                         "(pip install timm)") from exc
+        if not timm.is_model(name):
+            close = [n for n in timm.list_models(f"*{name.split('_')[0]}*")[:8]]
+            raise ConfigError(parameter, name, "a timm model name (timm.list_models())"
+                              + (f", e.g. {', '.join(close)}" if close else ""))
+    elif name not in classification_model_names():
+        raise ConfigError(parameter, name, "a torchvision classification model name (torchvision.models.list_models())")
+
+
+def _build_timm(name: str, num_classes: int, *, pretrained: bool, input_size: int):
+    import timm
+
+    check_model_name("MODEL", name, "timm")
+    try:
+        try:  # ViT-style models fix their position embeddings to the input size
+            model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, img_size=input_size)
+        except TypeError:  # a CNN: no img_size argument
+            model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes)
+    except (OSError, RuntimeError, ValueError) as exc:
+        if not pretrained:
+            raise
+        raise MissingDependencyError(
+            f"PRETRAINED=True: could not fetch timm's weights for {name} ({str(exc).splitlines()[0][:200]}). "
+            "Give the node access to the Hugging Face hub or an HF_HOME cache, or set PRETRAINED=False."
+        ) from exc
+    if pretrained:
+        log.info("loaded timm's pretrained weights for %s (head re-initialised for %d classes)", name, num_classes)
+    return model
+
+
+def build_classifier(name: str, num_classes: int, *, pretrained: bool = False, input_size: int = 224,
+                     platform: str = "torchvision"):
+    """A classifier of ``platform`` for ``num_classes``; pretrained weights if ``pretrained`` (a download)."""
     import torchvision
 
+    if platform == "timm":
+        return _build_timm(name, num_classes, pretrained=pretrained, input_size=input_size)
     if name not in classification_model_names():
         raise ConfigError("MODEL", name, "a torchvision classification model name (torchvision.models.list_models())")
     kwargs = {}

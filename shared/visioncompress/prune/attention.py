@@ -67,8 +67,18 @@ def convert_attention(model: nn.Module) -> int:
     return replaced
 
 
-def attention_modules(model: nn.Module) -> list[FusedSelfAttention]:
-    return [m for m in model.modules() if isinstance(m, FusedSelfAttention)]
+def _timm_attention_class():
+    """timm's ViT attention (fused ``qkv`` + ``proj``, ``num_heads``/``head_dim``/``attn_dim``), if timm is here."""
+    import sys
+
+    layers = sys.modules.get("timm.layers")  # a timm model in memory means timm is imported
+    return getattr(layers, "Attention", None) if layers is not None else None
+
+
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """Self-attention whose heads torch-pruning can remove: ours (converted torchvision ViTs) and timm's."""
+    kinds = tuple(k for k in (FusedSelfAttention, _timm_attention_class()) if k is not None)
+    return [m for m in model.modules() if isinstance(m, kinds)]
 
 
 def head_counts(model: nn.Module) -> list[int]:
@@ -82,6 +92,8 @@ def sync_after_pruning(model: nn.Module, num_heads: dict) -> None:
     for attn in attention_modules(model):
         attn.num_heads = num_heads.get(attn.qkv, attn.num_heads)
         attn.head_dim = attn.qkv.out_features // (3 * attn.num_heads)
+        if hasattr(attn, "attn_dim"):  # timm
+            attn.attn_dim = attn.num_heads * attn.head_dim
     for module in model.modules():
         if isinstance(module, EncoderBlock) and isinstance(module.self_attention, FusedSelfAttention):
             module.num_heads = module.self_attention.num_heads

@@ -61,6 +61,7 @@ def classifier_layer(model):
 
 def _pruner_setup(model, config: PruneConfig) -> dict:
     """Keyword arguments for the torch-pruning pruner, built for this very model object."""
+    import torch
     from torchvision.models.vision_transformer import MLPBlock, VisionTransformer
 
     from visioncompress.prune.attention import attention_modules
@@ -78,9 +79,18 @@ def _pruner_setup(model, config: PruneConfig) -> dict:
             ignored += [a.proj for a in attention]
             ignored += [block[3] for block in model.modules() if isinstance(block, MLPBlock)]
             ignored += [m.conv_proj for m in model.modules() if isinstance(m, VisionTransformer)]
+            # timm: the MLPs' output layers and the patch embedding
+            ignored += [m.fc2 for m in model.modules() if type(m).__name__ == "Mlp" and hasattr(m, "fc2")]
+            ignored += [m.patch_embed.proj for m in model.modules()
+                        if hasattr(m, "patch_embed") and hasattr(m.patch_embed, "proj")]
     vits = [m for m in model.modules() if isinstance(m, VisionTransformer)]
-    if vits:
-        kwargs["unwrapped_parameters"] = [(p, 2) for v in vits for p in (v.class_token, v.encoder.pos_embedding)]
+    unwrapped = [(p, 2) for v in vits for p in (v.class_token, v.encoder.pos_embedding)]
+    # timm ViTs: class/distillation/register tokens and position embeddings span the embedding width
+    unwrapped += [(p, 2) for m in model.modules() if hasattr(m, "patch_embed")
+                  for name in ("cls_token", "dist_token", "reg_token", "pos_embed")
+                  if isinstance(p := getattr(m, name, None), torch.nn.Parameter)]
+    if unwrapped:
+        kwargs["unwrapped_parameters"] = unwrapped
     kwargs["ignored_layers"] = ignored
     return kwargs
 

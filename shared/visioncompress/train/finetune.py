@@ -17,7 +17,7 @@ log = get_logger("finetune")
 def initial_model(model_config: ModelConfig, num_classes: int, input_size: int):
     """The starting model: the user's checkpoint if given, else a torchvision model by name."""
     build = lambda: build_classifier(model_config.model, num_classes, pretrained=model_config.pretrained,  # noqa: E731
-                                     input_size=input_size)
+                                     input_size=input_size, platform=model_config.platform)
     if model_config.custom_model_path:
         return load_user_checkpoint(model_config.custom_model_path, build,
                                     trust_pickled_model=model_config.trust_pickled_model)
