@@ -70,7 +70,8 @@ def check_task(name: str, params: dict, *, local: bool = True) -> None:
     for key, path_key, platform_key in (("MODEL", "CUSTOM_MODEL_PATH", "PLATFORM"),
                                         ("TEACHER_MODEL", "CUSTOM_TEACHER_PATH", "TEACHER_PLATFORM")):
         model = params.get(key)
-        if model is None or params.get(path_key) or str(params.get(platform_key) or "").lower() == "timm":
+        platform = str(params.get(platform_key) or params.get("PLATFORM") or "").lower()
+        if model is None or params.get(path_key) or platform == "timm":
             continue
         if (model in detection_model_names()) != detection:
             raise ConfigError(key, model, f"a {'detection' if detection else 'classification'} model for pipeline "

@@ -124,7 +124,10 @@ def _job_params(args) -> tuple[str, dict]:
         job = load_job(args.config, pipeline, parameters_of=_signature, available=_pipeline_names())
         pipeline, params = job.pipeline, dict(job.params)
         if job.ignored:
-            notes = ", ".join(f"{k} ({why})" for k, why in job.ignored.items())
+            by_reason: dict[str, list[str]] = {}
+            for key, why in job.ignored.items():
+                by_reason.setdefault(why, []).append(key)
+            notes = "; ".join(f"{', '.join(keys)} ({why})" for why, keys in by_reason.items())
             print(f"{PROG}: note: job keys with no effect here: {notes}", file=sys.stderr)
     if not pipeline:
         raise ConfigError("PIPELINE", None, f"a pipeline name ({', '.join(_pipeline_names())}) or --config JOB")

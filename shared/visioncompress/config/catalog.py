@@ -104,8 +104,8 @@ PARAMS: dict[str, Param] = _table(
     Param('PLATFORM', str, 'torchvision',
           "where MODEL comes from: torchvision or timm (classification: any timm.list_models() name, e.g. "
           "deit_small_patch16_224, resnet50, convnext_tiny); detection pipelines build torchvision detectors"),
-    Param('TEACHER_PLATFORM', str, 'torchvision',
-          "where TEACHER_MODEL comes from: torchvision or timm (student and teacher may differ)"),
+    Param('TEACHER_PLATFORM', str, '',
+          "where TEACHER_MODEL comes from: torchvision or timm (student and teacher may differ); empty = PLATFORM"),
     Param('PRETRAINED', bool, False,
           'load ImageNet weights when no custom model is given'),
     Param('CUSTOM_MODEL_PATH', str, '',

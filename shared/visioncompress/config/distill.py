@@ -31,12 +31,15 @@ class DistillConfig:
         self.custom_teacher_path = "" if self.custom_teacher_path is None else str(self.custom_teacher_path).strip()
         from visioncompress.config.train import check_platform
 
-        self.teacher_platform = check_platform("TEACHER_PLATFORM", self.teacher_platform)
+        from visioncompress.models.zoo import check_model_name, timm_model_names
+
+        self.teacher_platform = "" if not self.teacher_platform else check_platform("TEACHER_PLATFORM",
+                                                                                    self.teacher_platform)
         known = (*classification_model_names(), *detection_model_names())
         if self.teacher_platform == "timm":
-            from visioncompress.models.zoo import check_model_name
-
             check_model_name("TEACHER_MODEL", self.teacher_model, "timm")
+        elif not self.teacher_platform and self.teacher_model not in known and self.teacher_model in timm_model_names():
+            pass  # PLATFORM decides (the stage checks the name again against it)
         elif not self.custom_teacher_path and self.teacher_model not in known:
             raise ConfigError("TEACHER_MODEL", self.teacher_model,
                               "a torchvision classification model name (e.g. vgg16, resnet50, resnet18) or a "

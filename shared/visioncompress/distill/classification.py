@@ -32,10 +32,10 @@ def kd_loss(student_logits, teacher_logits, labels, *, lambda_: float, temperatu
 
 
 def _load_teacher_checkpoint(config: DistillConfig, num_classes: int, input_size: int,
-                             trust_pickled_model: bool = False):
+                             trust_pickled_model: bool = False, platform: str = "torchvision"):
     """CUSTOM_TEACHER_PATH (local, s3:// or minio://), with errors that name the teacher's parameters."""
     build = lambda: build_classifier(config.teacher_model, num_classes, input_size=input_size,  # noqa: E731
-                                     platform=config.teacher_platform)
+                                     platform=platform)
     try:
         return load_user_checkpoint(config.custom_teacher_path, build, parameter="CUSTOM_TEACHER_PATH",
                                     trust_pickled_model=trust_pickled_model)
@@ -46,9 +46,14 @@ def _load_teacher_checkpoint(config: DistillConfig, num_classes: int, input_size
 
 
 def load_teacher(config: DistillConfig, dataset: PreparedDataset, teacher_dir=None, *,
-                 trust_pickled_model: bool = False):
-    """The teacher and where it came from: a model artifact, CUSTOM_TEACHER_PATH, or TEACHER_MODEL by name."""
+                 trust_pickled_model: bool = False, platform: str = "torchvision"):
+    """The teacher and where it came from: a model artifact, CUSTOM_TEACHER_PATH, or TEACHER_MODEL by name.
+
+    ``platform``: the student's PLATFORM, where TEACHER_MODEL comes from unless TEACHER_PLATFORM says."""
+    from visioncompress.models.zoo import check_model_name
+
     manifest = dataset.manifest
+    platform = config.teacher_platform or platform
     if teacher_dir is not None:
         metadata = read_model_metadata(teacher_dir)
         if metadata.num_classes != manifest.num_classes or metadata.input_size != manifest.input_size:
@@ -57,10 +62,11 @@ def load_teacher(config: DistillConfig, dataset: PreparedDataset, teacher_dir=No
                 f"the dataset ({manifest.num_classes} classes, {manifest.input_size}px)")
         return load_torch_module(teacher_dir), str(teacher_dir)
     if config.custom_teacher_path:
-        return (_load_teacher_checkpoint(config, manifest.num_classes, manifest.input_size, trust_pickled_model),
-                config.custom_teacher_path)
+        return (_load_teacher_checkpoint(config, manifest.num_classes, manifest.input_size, trust_pickled_model,
+                                         platform), config.custom_teacher_path)
+    check_model_name("TEACHER_MODEL", config.teacher_model, platform)
     return build_classifier(config.teacher_model, manifest.num_classes, input_size=manifest.input_size,
-                            platform=config.teacher_platform), config.teacher_model
+                            platform=platform), config.teacher_model
 
 
 def _check_outputs(model, example, num_classes: int, parameter: str, value: str) -> None:
@@ -94,7 +100,8 @@ def distill(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, stude
     manifest = dataset.manifest
     example = torch.from_numpy(dataset.example_input(2))
     teacher, teacher_source = load_teacher(config, dataset, teacher_dir,
-                                           trust_pickled_model=student_model_config.trust_pickled_model)
+                                           trust_pickled_model=student_model_config.trust_pickled_model,
+                                           platform=student_model_config.platform)
     teacher_parameter = ("teacher" if teacher_dir is not None
                          else "CUSTOM_TEACHER_PATH" if config.custom_teacher_path else "TEACHER_MODEL")
     _check_outputs(teacher, example, manifest.num_classes, teacher_parameter, teacher_source)
