@@ -44,6 +44,20 @@ def on_gpu(task, settings: Settings | None = None):
     return task
 
 
+def with_job_settings(task):
+    """Copy the settings a multi-node training step builds its job from (images, pools, job kind) onto ``task``,
+    those set in the compiling environment (unset, the step's defaults are the same)."""
+    import os
+
+    from visioncompress.settings import JOB_SETTINGS
+
+    for name in JOB_SETTINGS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            task.set_env_variable(name, value)
+    return task
+
+
 def apply_policy(task, stage, settings: Settings | None = None, *, gpu: bool | None = None, gpus=None,
                  submitter: bool = False):
     """Pool, resources, timeout, retries and caching of ``task``, a task of ``stage``.
@@ -69,6 +83,8 @@ def apply_policy(task, stage, settings: Settings | None = None, *, gpu: bool | N
     if (uses_storage or on_gpu_pool or submitter) and settings.retries > 0:
         task.set_retry(num_retries=settings.retries, **RETRY_BACKOFF)
     task.set_caching_options(stage.kind not in UNCACHED_KINDS)
+    if stage.kind == "train":
+        with_job_settings(task)
     if uses_storage or submitter:
         from visioncompress.pipelines.storage import with_storage_access
 

@@ -104,3 +104,17 @@ def test_the_step_after_training_reads_whichever_branch_ran():
     for task in prune_refs:
         source = task["inputs"]["artifacts"]["model"]["componentInputArtifact"]
         assert source.endswith(oneof), source
+
+
+def test_job_settings_set_at_compile_time_travel_on_the_training_tasks(tmp_path, monkeypatch):
+    from visioncompress.pipelines.compile import compile_pipeline
+
+    monkeypatch.setenv("VC_TRAIN_JOB_KIND", "pytorchjob")
+    monkeypatch.setenv("VC_TRAIN_NAMESPACE", "ml-jobs")
+    spec, _ = yaml.safe_load_all(Path(compile_pipeline("prune", tmp_path / "prune.yaml")).read_text())
+    for executor_name, executor in spec["deploymentSpec"]["executors"].items():
+        env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+        if executor_name.startswith(("exec-finetune", "exec-prune")):
+            assert env["VC_TRAIN_JOB_KIND"] == "pytorchjob" and env["VC_TRAIN_NAMESPACE"] == "ml-jobs"
+        else:
+            assert "VC_TRAIN_JOB_KIND" not in env, executor_name
