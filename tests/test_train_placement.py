@@ -106,15 +106,22 @@ def test_the_step_after_training_reads_whichever_branch_ran():
         assert source.endswith(oneof), source
 
 
-def test_job_settings_set_at_compile_time_travel_on_the_training_tasks(tmp_path, monkeypatch):
-    from visioncompress.pipelines.compile import compile_pipeline
+def test_job_settings_set_at_compile_time_travel_on_the_training_tasks(tmp_path):
+    """Settings are read when the pipeline modules are built: compile in a fresh process, as `make compile` does."""
+    import os
+    import subprocess
+    import sys
 
-    monkeypatch.setenv("VC_TRAIN_JOB_KIND", "pytorchjob")
-    monkeypatch.setenv("VC_TRAIN_NAMESPACE", "ml-jobs")
-    spec, _ = yaml.safe_load_all(Path(compile_pipeline("prune", tmp_path / "prune.yaml")).read_text())
+    env = {**os.environ, "VC_TRAIN_JOB_KIND": "pytorchjob", "VC_TRAIN_NAMESPACE": "ml-jobs"}
+    subprocess.run([sys.executable, "-m", "visioncompress.pipelines.compile", "prune", "--output-dir",
+                    str(tmp_path)], env=env, check=True, capture_output=True)
+    spec, _ = yaml.safe_load_all((tmp_path / "prune.yaml").read_text())
+    carried = []
     for executor_name, executor in spec["deploymentSpec"]["executors"].items():
         env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
         if executor_name.startswith(("exec-finetune", "exec-prune")):
             assert env["VC_TRAIN_JOB_KIND"] == "pytorchjob" and env["VC_TRAIN_NAMESPACE"] == "ml-jobs"
+            carried.append(executor_name)
         else:
             assert "VC_TRAIN_JOB_KIND" not in env, executor_name
+    assert len(carried) == 6  # fine-tune and prune, three placements each
