@@ -40,8 +40,9 @@ def component_source(name: str) -> str:
             f"    run_stage({name!r}, locals())\n")
 
 
-def stage_component(name: str):
-    """The KFP component of stage ``name`` (CPU or GPU image from the settings)."""
+def stage_component(name: str, image: str | None = None):
+    """The KFP component of stage ``name`` (CPU or GPU image from the settings; ``image="gpu"`` forces the GPU
+    image: a training stage's GPU branch under ``TRAIN_ON_GPU``)."""
     from typing import List  # noqa: F401  (annotations of the generated source)
 
     from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output  # noqa: F401
@@ -53,5 +54,5 @@ def stage_component(name: str):
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = dict(locals())
     exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - our own generated source
-    image = GPU_IMAGE if STAGES[name].image == "gpu" else CPU_IMAGE
+    image = GPU_IMAGE if (image or STAGES[name].image) == "gpu" else CPU_IMAGE
     return dsl.component(base_image=image, install_kfp_package=False)(namespace[name])

@@ -43,16 +43,64 @@ def pipeline(name: str) -> Callable:
 
 
 def step(component, p: Mapping[str, Any], display_name: str, **given):
-    """A task of ``component`` with every pipeline parameter it takes (``given`` wins), placed by policy."""
+    """A task of ``component`` with every pipeline parameter it takes (``given`` wins), placed by policy.
+
+    A training stage is placed by run parameters (see ``placed_training``).
+    """
     from visioncompress.pipelines.placement import apply_policy
 
     stage = STAGES[component.python_func.__name__]
     names = [x.name for x in stage.parameters()]
     args = {n: p[n] for n in names if n in p and n not in given}
+    if stage.kind == "train" and {"TRAIN_ON_GPU", "NUM_NODES"} <= set(p):
+        return placed_training(component, stage, p, display_name, {**given, **args})
     task = component(**given, **args)
     task.set_display_name(display_name)
     apply_policy(task, stage)
     return task
+
+
+class TrainingBranches:
+    """The tasks of one training stage, one per placement; ``outputs[name]`` is the output of the one that ran."""
+
+    def __init__(self, tasks):
+        self.tasks = tasks
+        self.outputs = _OneOfOutputs(tasks)
+
+
+class _OneOfOutputs(dict):
+    def __init__(self, tasks):
+        super().__init__()
+        self._tasks = tasks
+
+    def __missing__(self, name):
+        self[name] = dsl.OneOf(*(t.outputs[name] for t in self._tasks))
+        return self[name]
+
+
+def placed_training(component, stage, p: Mapping[str, Any], display_name: str, args: dict) -> TrainingBranches:
+    """A training stage on the pool the run asks for, chosen at run time (three branches, one runs).
+
+    - ``TRAIN_ON_GPU=False``: the CPU pool (with ``NUM_NODES`` > 1 the step submits a CPU TrainJob);
+    - ``NUM_NODES`` > 1 with ``TRAIN_ON_GPU``: a small CPU-pool step that submits the multi-node GPU job
+      (``visioncompress.train.cluster``) and holds no GPU while it waits;
+    - otherwise: the GPU pool with ``GPUS_PER_NODE`` GPUs, in the GPU image.
+    The CPU branch comes first so that its task keeps the stage's own name (local runs' folder names).
+    """
+    from visioncompress.components import stage_component
+    from visioncompress.pipelines.placement import apply_policy
+
+    tasks = []
+    with dsl.If(p["TRAIN_ON_GPU"] == False, name=f"{stage.name}-on-cpu"):  # noqa: E712 - a pipeline condition
+        task = component(**args).set_display_name(display_name)
+        tasks.append(apply_policy(task, stage))
+    with dsl.Elif(p["NUM_NODES"] > 1, name=f"{stage.name}-multi-node-gpu"):
+        task = component(**args).set_display_name(f"{display_name} (multi-node GPU job)")
+        tasks.append(apply_policy(task, stage, submitter=True))
+    with dsl.Else(name=f"{stage.name}-on-gpu"):
+        task = stage_component(stage.name, image="gpu")(**args).set_display_name(f"{display_name} (GPU)")
+        tasks.append(apply_policy(task, stage, gpu=True, gpus=p["GPUS_PER_NODE"]))
+    return TrainingBranches(tasks)
 
 
 def prepare_data_and_model(p: Mapping[str, Any]):

@@ -139,6 +139,37 @@ def without_retries(pipeline):
     return pipeline
 
 
+@contextlib.contextmanager
+def oneof_artifacts_locally():
+    """Let kfp.local resolve ``dsl.OneOf`` over artifacts as the cluster does (KFP 2.17's local orchestrator
+    resolves it for parameters only, and refuses a DAG output with more than one artifact selector): the output
+    is the artifact of the one branch that ran. Training stages (placed by ``TRAIN_ON_GPU`` / ``NUM_NODES``) and
+    the TensorRT branch of ``compare_all`` hand their outputs on this way."""
+    from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
+
+    original = OrchestratorUtils.__dict__["get_dag_output_artifacts"]
+
+    def get_dag_output_artifacts(cls, dag_outputs_spec, io_store):
+        outputs = {}
+        for key, spec in dag_outputs_spec.artifacts.items():
+            found = []
+            for selector in spec.artifact_selectors:
+                try:
+                    found.append(io_store.get_task_output(selector.producer_subtask, selector.output_artifact_key))
+                except (KeyError, ValueError):
+                    continue  # that branch did not run
+            if len(found) != 1:
+                raise ValueError(f"dsl.OneOf output {key!r}: {len(found)} branches produced it, expected one")
+            outputs[key] = found[0]
+        return outputs
+
+    OrchestratorUtils.get_dag_output_artifacts = classmethod(get_dag_output_artifacts)
+    try:
+        yield
+    finally:
+        OrchestratorUtils.get_dag_output_artifacts = original
+
+
 def run_local(name: str, params: dict, root: str | Path, *, debug: bool = False) -> Path:
     """Validate, then run pipeline ``name`` locally; returns the report's path.
 
@@ -161,7 +192,7 @@ def run_local(name: str, params: dict, root: str | Path, *, debug: bool = False)
     previous = os.environ.get(FAILURE_FILE_ENV)
     os.environ[FAILURE_FILE_ENV] = str(failures)
     try:
-        with open(log_path, "w", encoding="utf-8") as log, \
+        with open(log_path, "w", encoding="utf-8") as log, oneof_artifacts_locally(), \
                 contextlib.redirect_stdout(_TaskOutput(log, sys.stdout, debug)):
             task = without_retries(get_pipeline(name))(**coerce_params(name, params))
     except RuntimeError as exc:

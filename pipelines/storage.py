@@ -12,11 +12,7 @@ import os
 
 from kfp import kubernetes
 
-from visioncompress.storage.s3 import load_secret_mapping
-
-# Runtime storage settings a task needs; copied from the compiling environment when set there.
-STORAGE_SETTINGS = ("VC_S3_ENDPOINT", "VC_S3_SECURE", "VC_S3_REGION", "VC_S3_CA_BUNDLE", "VC_S3_CERT_CHECK",
-                    "VC_S3_RETRIES", "VC_S3_TIMEOUT")
+from visioncompress.storage.s3 import STORAGE_SETTINGS, load_secret_mapping
 
 
 def with_storage_access(task, *, optional: bool = False):

@@ -5,7 +5,10 @@ They are read when pipelines are compiled, so a platform team sets them once in 
     VC_GPU_ACCELERATOR, VC_GPU_LIMIT, VC_GPU_TOLERATION ("key:Effect" or "key=value:Effect"),
     VC_CPU_REQUEST, VC_MEMORY_REQUEST, VC_CPU_LIMIT, VC_MEMORY_LIMIT,
     VC_TIMEOUT_<KIND> (seconds; KIND one of DATA, TRAIN, COMPUTE, MEASURE, REPORT, PUBLISH, GPU),
-    VC_RETRIES (retries of the steps that touch the network or a GPU).
+    VC_RETRIES (retries of the steps that touch the network or a GPU),
+    VC_TRAIN_JOB_KIND (trainjob: Kubeflow Trainer v2 TrainJob, default; pytorchjob: the Training Operator's
+    PyTorchJob), VC_TRAIN_RUNTIME (the TrainJob's ClusterTrainingRuntime, default torch-distributed),
+    VC_TRAIN_NAMESPACE (where multi-node jobs are created; default the pipeline step's own namespace).
 
 The defaults run on any cluster: CPU steps select ``kubernetes.io/arch=amd64`` (a label every node has;
 OpenVINO needs x86), GPU steps select ``nvidia.com/gpu.present=true`` (NVIDIA GPU Feature Discovery /
@@ -62,6 +65,18 @@ class Settings:
     memory_limit: str
     timeouts: dict
     retries: int
+    train_job_kind: str = "trainjob"
+    train_runtime: str = "torch-distributed"
+    train_namespace: str = ""
+
+
+TRAIN_JOB_KINDS = ("trainjob", "pytorchjob")
+# What a multi-node training step reads at run time to build its job: copied from the compiling environment
+# onto the training tasks when set there (unset, the run time takes the same defaults).
+JOB_SETTINGS = ("VC_IMAGE_CPU", "VC_IMAGE_GPU", "VC_CPU_NODE_SELECTOR", "VC_GPU_NODE_SELECTOR",
+                "VC_GPU_ACCELERATOR", "VC_GPU_TOLERATION", "VC_CPU_REQUEST", "VC_MEMORY_REQUEST", "VC_CPU_LIMIT",
+                "VC_MEMORY_LIMIT", "VC_TIMEOUT_TRAIN", "VC_TRAIN_JOB_KIND", "VC_TRAIN_RUNTIME", "VC_TRAIN_NAMESPACE",
+                "VC_S3_SECRET", "VC_S3_SECRET_KEYS")
 
 
 def load_settings() -> Settings:
@@ -76,6 +91,9 @@ def load_settings() -> Settings:
         if not text.isdigit() or int(text) <= 0:
             raise ValueError(f"VC_TIMEOUT_{kind.upper()}={text!r} must be a positive number of seconds")
         timeouts[kind] = int(text)
+    job_kind = _env("VC_TRAIN_JOB_KIND", "trainjob").lower()
+    if job_kind not in TRAIN_JOB_KINDS:
+        raise ValueError(f"VC_TRAIN_JOB_KIND={job_kind!r} must be one of {', '.join(TRAIN_JOB_KINDS)}")
     return Settings(
         image_cpu=_env("VC_IMAGE_CPU", "ghcr.io/visioncompress/visioncompress-cpu:0.1.0"),
         image_gpu=_env("VC_IMAGE_GPU", "ghcr.io/visioncompress/visioncompress-gpu:0.1.0"),
@@ -94,4 +112,7 @@ def load_settings() -> Settings:
         memory_limit=_env("VC_MEMORY_LIMIT", "16G"),
         timeouts=timeouts,
         retries=int(_env("VC_RETRIES", "3")),
+        train_job_kind=job_kind,
+        train_runtime=_env("VC_TRAIN_RUNTIME", "torch-distributed"),
+        train_namespace=_env("VC_TRAIN_NAMESPACE", ""),
     )

@@ -49,6 +49,9 @@ _NOT_FOUND = {"NoSuchKey", "ResourceNotFound", "NoSuchObject"}
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
                      "InvalidClientTokenId", "AuthorizationHeaderMalformed", "InvalidSecurity"}
 DEFAULT_SECRET = "visioncompress-s3"
+# The settings a task that touches storage needs at run time (pipelines copy the ones set at compile time).
+STORAGE_SETTINGS = ("VC_S3_ENDPOINT", "VC_S3_SECURE", "VC_S3_REGION", "VC_S3_CA_BUNDLE", "VC_S3_CERT_CHECK",
+                    "VC_S3_RETRIES", "VC_S3_TIMEOUT")
 DEFAULT_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 
 
