@@ -101,7 +101,7 @@ def pixel_statistics(image_at: Callable[[int], "object"], n: int, seed: int) -> 
     from visioncompress.data.loaders import make_loader
 
     count = min(n, NORMALISATION_SAMPLE)
-    loader = make_loader(image_at, _stack, n, 256, shuffle=count < n, seed=seed, limit=count)
+    loader = make_loader(image_at, _stack, n, 64, shuffle=count < n, seed=seed, limit=count)
     total = squares = None
     pixels = 0
     for batch in loader:

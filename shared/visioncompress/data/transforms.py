@@ -21,7 +21,7 @@ FULL_CROP_FROM = 128
 CROP_RATIO = (3 / 4, 4 / 3)
 
 
-def crop_scale(size: int) -> tuple[float, float]:
+def crop_scale(size: int) -> tuple[float, float] | None:
     return FULL_CROP_SCALE if size >= FULL_CROP_FROM else SMALL_CROP_SCALE
 
 
@@ -75,9 +75,13 @@ def classification_image(image, size: int, *, train: bool, rng: np.random.Genera
         else:
             return resize_array(image, size)
     else:
-        height, width = (image.height, image.width) if is_pil else tuple(image.shape[-2:])
-        top, left, h, w = crop_box(rng, height, width, crop_scale(size))
-        image = TF.resized_crop(image, top, left, h, w, [size, size], antialias=True)
+        scale = crop_scale(size)
+        if scale is None:  # resize + flip only
+            image = image.resize((size, size), Image.BILINEAR) if is_pil else resize_array(image, size)
+        else:
+            height, width = (image.height, image.width) if is_pil else tuple(image.shape[-2:])
+            top, left, h, w = crop_box(rng, height, width, scale)
+            image = TF.resized_crop(image, top, left, h, w, [size, size], antialias=True)
         if rng.random() < 0.5:
             image = TF.horizontal_flip(image)
     if is_pil:
