@@ -71,7 +71,11 @@ def test_loader_order_augmentation_and_shards(folder_dataset):
     _, y1 = run(train=True, seed=5, epoch=1)
     assert not np.array_equal(y0, y1) and sorted(y0) == sorted(y1)  # a new order each epoch, same images
     xe, _ = run(train=False)
-    assert not np.allclose(np.sort(x0.ravel()), np.sort(xe.ravel()))  # training batches are augmented
+    order = shard_order(n, shuffle=True, seed=5, epoch=0)
+    flipped = [not np.array_equal(x0[k], xe[i]) for k, i in enumerate(order)]
+    for k, i in enumerate(order):  # at 24 px training flips (no crop): each image as stored or mirrored
+        assert np.array_equal(x0[k], xe[i] if not flipped[k] else xe[i][..., ::-1])
+    assert 0.3 < np.mean(flipped) < 0.7
     assert len(dataset.loader("train", 7)) == -(-n // 7)
     assert len(dataset.loader("train", 7, drop_last=True)) == n // 7
 
@@ -84,6 +88,21 @@ def test_loader_order_augmentation_and_shards(folder_dataset):
         _, y = run(train=True, seed=5, rank=rank, world_size=2)
         np.testing.assert_array_equal(y, labels[shards[rank]])
         assert len(dataset.loader("train", 7, train=True, rank=rank, world_size=2)) == -(-(n // 2) // 7)
+
+
+def test_random_resized_crop_from_64_pixels():
+    import torch
+
+    from visioncompress.data.transforms import classification_image, crop_scale, rng_for
+
+    assert crop_scale(32) is None and crop_scale(96) == (0.6, 1.0) and crop_scale(224) == (0.08, 1.0)
+    image = Image.fromarray(np.tile(np.arange(200, dtype=np.uint8), (150, 1))).convert("RGB")  # a left-right ramp
+    plain = classification_image(image, 128, train=False, rng=None)
+    crops = [classification_image(image, 128, train=True, rng=rng_for(0, 0, i)) for i in range(8)]
+    assert plain.shape == crops[0].shape == (3, 128, 128) and plain.dtype == torch.uint8
+    ranges = {int(c[0, 64, -1]) - int(c[0, 64, 0]) for c in crops}
+    assert len(ranges) > 4 and all(abs(r) < 200 for r in ranges)  # crops of different widths, some mirrored
+    assert any(r < 0 for r in ranges) and any(r > 0 for r in ranges)
 
 
 def test_fashion_mnist_is_kept_at_28_pixels(dataset_dir):
