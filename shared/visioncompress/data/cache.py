@@ -94,10 +94,12 @@ def local_root(path: str, fingerprint: str | None = None) -> Path:
             root = _unpack_if_archive(fetched, scratch)
             (scratch / ".root").write_text(root.relative_to(scratch).as_posix())
             (scratch / ".complete").write_text(path + "\n")
-            if entry.exists():  # another process finished first
-                shutil.rmtree(scratch, ignore_errors=True)
-            else:
+            try:
                 os.replace(scratch, entry)
+            except OSError:
+                if not done.is_file():
+                    raise
+                shutil.rmtree(scratch, ignore_errors=True)  # another process of this pod finished first
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise

@@ -135,6 +135,8 @@ class PreparedDataset:
 
     def _fetch(self, split: str, train: bool, seed: int, epoch: int) -> Callable[[int], Any]:
         labels = self._split(split)["labels"]
+        if self.manifest.storage == "files":
+            self.source_root()  # resolved (fetched, checked) once here, not in every worker
         return _Fetch(self, split, train, seed, epoch, labels)
 
     def collate(self, items: list) -> tuple:

@@ -246,6 +246,10 @@ class _DetectionFetch:
     seed: int
     epoch: int
 
+    def __post_init__(self) -> None:
+        if self.data.manifest.storage == "files":
+            self.data.source_root()  # resolved (fetched, checked) once here, not in every worker
+
     def __call__(self, index: int):
         return self.data.item(self.split, index, train=self.train, seed=self.seed, epoch=self.epoch)
 
