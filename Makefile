@@ -10,7 +10,7 @@ export PYTHONPATH := $(CURDIR)
 export NNCF_EXTENSION_LOAD_TIMEOUT ?= 600
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup demo test test-slow test-images test-mm bench compile images clean
+.PHONY: setup demo test test-slow test-images test-mm bench bench-scale compile images clean
 
 setup: $(STAMP) $(FASHION_MNIST)
 
@@ -56,6 +56,9 @@ test-mm: $(MM_STAMP) $(FASHION_MNIST)
 bench: setup
 	$(PY) -m bench.run
 
+bench-scale: setup
+	nice $(PY) -m bench.scale
+
 compile: setup
 	$(PY) -m visioncompress.pipelines.compile
 
@@ -86,4 +89,4 @@ test-images: setup
 	$(PY) -m pytest -q -m docker tests/test_image_build.py
 
 clean:
-	rm -rf runs .cache bench/artifacts
+	rm -rf runs .cache bench/artifacts bench/scale-data

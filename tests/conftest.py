@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+# datasets read from archives / object storage are cached per test session, not in the user's ~/.cache
+os.environ.setdefault("VC_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="vc-test-cache-"))
 
 from visioncompress.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from visioncompress.data import prepare_dataset  # noqa: E402

@@ -113,7 +113,8 @@ def test_data_prep_with_the_default_source_runs_in_the_cpu_image(cpu_image, tmp_
     assert (dataset / "manifest.json").stat().st_uid == 1000
     for split, count in manifest["splits"].items():
         with np.load(dataset / f"{split}.npz") as data:
-            assert data["images"].shape == (count, 16, 16, 1) and data["images"].dtype == np.uint8
+            # stored at Fashion-MNIST's own 28 px, resized when read
+            assert data["images"].shape == (count, 28, 28, 1) and data["images"].dtype == np.uint8
             assert data["labels"].shape == (count,) and set(data["labels"]) <= set(range(10))
 
     # The same call on the host gives the same dataset: the image runs this repository's code.

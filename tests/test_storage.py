@@ -299,3 +299,35 @@ def test_user_checkpoint_from_s3(s3_env, bucket, tmp_path):
     uri = upload_file(tmp_path / "weights.pt", f"s3://{bucket}/checkpoints/weights.pt")["uri"]
     loaded = load_user_checkpoint(uri, lambda: torch.nn.Linear(4, 2))
     assert torch.equal(loaded.weight, model.weight)
+
+
+def test_remote_dataset_is_fetched_once_per_pod(s3_env, bucket, fashion_zip, tmp_path, monkeypatch):
+    """A folder dataset on S3 stores file lists; the archive is downloaded once into the pod's cache and every
+    later stage reads from there; a source that changed after preparation is refused."""
+    import visioncompress.storage.s3 as s3
+    from visioncompress.config import DataConfig
+    from visioncompress.data import load_dataset, prepare_dataset
+    from visioncompress.errors import ArtifactError
+
+    monkeypatch.setenv("VC_CACHE_DIR", str(tmp_path / "cache"))
+    uri = f"s3://{bucket}/datasets/fashion-folder.zip"
+    upload_file(fashion_zip, uri)
+    manifest = prepare_dataset(DataConfig(source="folder", path=uri, insize=16, calibration_samples=8),
+                               tmp_path / "dataset")
+    assert manifest.storage == "files" and manifest.source["root"] == uri
+    entries = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    assert len(entries) == 1 and (entries[0] / ".complete").is_file()
+
+    downloads = []
+    real_download = s3.download
+    monkeypatch.setattr(s3, "download", lambda *a, **k: downloads.append(a) or real_download(*a, **k))
+    for _ in range(2):  # two later stages in the same pod
+        x, y = next(load_dataset(tmp_path / "dataset").batches("train", 4))
+        assert x.shape == (4, 3, 16, 16)
+    assert downloads == []
+
+    other = tmp_path / "v2.zip"
+    other.write_bytes(fashion_zip.read_bytes() + b"\0")  # same images, different object: a new ETag
+    upload_file(other, uri)
+    with pytest.raises(ArtifactError, match="changed after the dataset was prepared"):
+        next(load_dataset(tmp_path / "dataset").batches("train", 4))

@@ -1,7 +1,10 @@
 """The artifact contracts every stage reads and writes (the one place that defines them).
 
-Dataset artifact: a directory holding ``manifest.json`` and one ``<split>.npz`` per split
-(``images`` uint8 N x H x W x C_stored, ``labels`` int64).
+Dataset artifact: a directory holding ``manifest.json`` and one ``<split>.npz`` per split. ``manifest.storage``
+says what a split file holds: ``"arrays"`` (``images`` uint8 N x H x W x C_stored at the source's own resolution,
+``labels`` int64) or ``"files"`` (``files``: image paths relative to ``source["root"]``, a folder, archive or
+``s3://``/``minio://`` URI, and ``labels``); images are resized to ``input_size`` when read (``data.loaders``).
+Detection splits also hold their boxes and a ``<split>.json`` (COCO ground truth at ``input_size``).
 Model artifact: a directory holding the backend's own model file(s) and ``model.json``
 (task, architecture, classes, input size, normalisation, backend, format, precision,
 the stage and parameters that produced it, its parent artifact, and the SHA-256 of every
@@ -51,6 +54,7 @@ class DatasetManifest:
     splits: dict[str, int]
     source: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256, filled on write
+    storage: str = "arrays"  # "arrays": pixels in <split>.npz; "files": file lists, images read from source.root
     kind: str = "visioncompress.dataset"
     version: int = 2
 
@@ -140,6 +144,10 @@ def read_dataset_manifest(directory: str | os.PathLike, *, verify: bool = True) 
         manifest = DatasetManifest(**data)
     except TypeError as exc:
         raise ArtifactError(f"{path} is incomplete: {exc}") from exc
+    if manifest.storage not in ("arrays", "files"):
+        raise ArtifactError(f"{path}: storage {manifest.storage!r} is not one of 'arrays', 'files'")
+    if manifest.storage == "files" and not manifest.source.get("root"):
+        raise ArtifactError(f"{path}: a 'files' dataset must name its source root")
     if verify:
         _verify_files(directory, manifest.files, DATASET_MANIFEST, manifest.version, "dataset")
     return manifest

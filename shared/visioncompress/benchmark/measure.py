@@ -41,6 +41,6 @@ def latency(runner, batch: np.ndarray, *, warmup: int, iterations: int, time_bud
 
 def sample_batch(dataset: PreparedDataset, batch_size: int) -> np.ndarray:
     """A batch of exactly ``batch_size`` real test images (repeated if the split is smaller)."""
-    images, _ = dataset.arrays("test")
+    images, _ = dataset.arrays("test", limit=batch_size)  # file-backed splits decode only what is used
     idx = np.arange(batch_size) % max(len(images), 1)
     return dataset.normalise(images[idx])

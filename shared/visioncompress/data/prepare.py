@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from visioncompress.artifacts import DatasetManifest, staged_output, write_dataset_manifest
 from visioncompress.config import DataConfig
 from visioncompress.errors import ArtifactError
+from visioncompress.data.loaders import PreparedDataset
 from visioncompress.data.sources import RawSplits, read_fashion_mnist, read_image_folder, read_torchvision
 from visioncompress.log import get_logger
 from visioncompress.storage.s3 import is_remote, localized
@@ -18,23 +20,10 @@ from visioncompress.storage.s3 import is_remote, localized
 log = get_logger("data")
 
 
-def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear (antialiased) resize of uint8 N x H x W x C images to size x size."""
-    if images.shape[1:3] == (size, size):
-        return images
-    import torch
-    import torch.nn.functional as F
-
-    out = []
-    for start in range(0, len(images), 4096):
-        chunk = torch.from_numpy(images[start : start + 4096]).permute(0, 3, 1, 2).float()
-        chunk = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out.append(chunk.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
-    return np.concatenate(out) if out else images.reshape(0, size, size, images.shape[-1])
-
-
 def _read(config: DataConfig) -> RawSplits:
-    if is_remote(config.path):  # s3:// or minio:// archive, image-folder prefix, or Fashion-MNIST files
+    if config.source == "folder":  # folders, archives and s3:// / minio:// prefixes: file lists, fetched once
+        return read_image_folder(config.path, config.insize)
+    if is_remote(config.path):  # s3:// or minio:// Fashion-MNIST files
         from visioncompress.storage.s3 import StorageError
 
         try:
@@ -46,8 +35,6 @@ def _read(config: DataConfig) -> RawSplits:
         return raw
     if config.source == "fashion-mnist":
         return read_fashion_mnist(config.path)
-    if config.source == "folder":
-        return read_image_folder(config.path, config.insize)
     return read_torchvision(config.dataset_name, config.path, config.insize)
 
 
@@ -68,11 +55,12 @@ def check_raw(raw: RawSplits, where: str) -> None:
     if len(present) < 2:
         raise ArtifactError(f"DATASET_PATH={where!r}: every training image has the same label "
                             f"({raw.classes[int(present[0])]!r}); a classifier needs at least two classes")
-    if len(raw.train_images) and min(raw.train_images.shape[1:3]) < 8:
+    if raw.storage == "arrays" and raw.min_side < 8:
         raise ArtifactError(f"DATASET_PATH={where!r}: images of {raw.train_images.shape[1:3]} pixels are too small")
 
 
 def _split(raw: RawSplits, config: DataConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Index the reader's items (image arrays or file paths alike) into the four splits."""
     rng = np.random.default_rng(config.seed)
     train_x, train_y = raw.train_images, raw.train_labels
     order = rng.permutation(len(train_x))
@@ -104,8 +92,42 @@ def _split(raw: RawSplits, config: DataConfig) -> dict[str, tuple[np.ndarray, np
     }
 
 
+NORMALISATION_SAMPLE = 5000  # training images (a seeded sample of them when there are more) behind mean/std
+
+
+def pixel_statistics(image_at: Callable[[int], "object"], n: int, seed: int) -> tuple[list[float], list[float], dict]:
+    """Per-channel mean and std (over pixels in [0, 1]) of up to NORMALISATION_SAMPLE images, accumulated one
+    batch at a time (constant memory); ``image_at(i)`` returns image ``i`` as a uint8 C x S x S tensor."""
+    from visioncompress.data.loaders import make_loader
+
+    count = min(n, NORMALISATION_SAMPLE)
+    loader = make_loader(image_at, _stack, n, 64, shuffle=count < n, seed=seed, limit=count)
+    total = squares = None
+    pixels = 0
+    for batch in loader:
+        x = batch.double().div_(255.0)
+        s, q = x.sum(dim=(0, 2, 3)), x.square().sum(dim=(0, 2, 3))
+        total, squares = (s, q) if total is None else (total + s, squares + q)
+        pixels += x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / pixels
+    std = (squares / pixels - mean.square()).clamp_min(0).sqrt()
+    how = {"images": count, "of": n, "sample": "all" if count == n else f"default_rng({seed}).permutation[:{count}]",
+           "transform": "evaluation resize to insize"}
+    return mean.tolist(), std.tolist(), how
+
+
+def _stack(images: list):
+    import torch
+
+    return torch.stack(images)
+
+
 def prepare_dataset(config: DataConfig, output_dir: str | os.PathLike) -> DatasetManifest:
-    """Read the configured source and write a dataset artifact to ``output_dir``."""
+    """Read the configured source and write a dataset artifact to ``output_dir``.
+
+    Image folders (local, archives, ``s3://``/``minio://``) are stored as file lists + labels ("files" storage);
+    Fashion-MNIST and torchvision sets as uint8 arrays at their own resolution ("arrays" storage). Nothing is
+    resized here: batches are resized (and augmented for training) when they are read."""
     if config.task == "detection":
         from visioncompress.detection.data import prepare_detection_dataset
 
@@ -113,31 +135,34 @@ def prepare_dataset(config: DataConfig, output_dir: str | os.PathLike) -> Datase
     log.info("reading %s", config.source if config.source != "torchvision" else config.dataset_name)
     raw = _read(config)
     check_raw(raw, config.path or config.source)
-    if min(raw.train_images.shape[1:3]) < config.insize and config.source != "folder":  # folders warn per image
+    if raw.min_side < config.insize and config.source != "folder":  # folders warn per image
         log.warning("the source's images are %dx%d, smaller than insize=%d: they are upscaled",
                     raw.train_images.shape[2], raw.train_images.shape[1], config.insize)
     splits = _split(raw, config)
-    splits = {name: (resize_images(x, config.insize), y) for name, (x, y) in splits.items()}
-    train_x = splits["train"][0].astype(np.float32) / 255.0
-    stored_channels = train_x.shape[-1]
-    mean = train_x.mean(axis=(0, 1, 2)).tolist()
-    std = train_x.std(axis=(0, 1, 2)).tolist()
-    if stored_channels == 1:  # grey images are fed to models as 3 identical channels
-        mean, std = mean * 3, std * 3
+    stored_channels = 3 if raw.storage == "files" else int(raw.train_images.shape[-1])
     manifest = DatasetManifest(
         task="classification",
         classes=raw.classes,
         input_size=config.insize,
         channels=3,
         stored_channels=stored_channels,
-        mean=[round(m, 6) for m in mean],
-        std=[round(max(s, 1e-6), 6) for s in std],
+        mean=[0.0] * 3,
+        std=[1.0] * 3,
         splits={name: int(len(y)) for name, (_, y) in splits.items()},
         source={**raw.description, "seed": config.seed, "val_fraction": config.val_fraction},
+        storage=raw.storage,
     )
     with staged_output(output_dir) as scratch:
-        for name, (images, labels) in splits.items():
-            np.savez(Path(scratch) / f"{name}.npz", images=images, labels=labels)
+        for name, (items, labels) in splits.items():
+            key = "files" if raw.storage == "files" else "images"
+            np.savez(Path(scratch) / f"{name}.npz", **{key: items, "labels": labels})
+        dataset = PreparedDataset(Path(scratch), manifest)
+        mean, std, how = pixel_statistics(lambda i: dataset.image("train", i), manifest.splits["train"], config.seed)
+        if stored_channels == 1:  # grey images are fed to models as 3 identical channels
+            mean, std = mean * 3, std * 3
+        manifest.mean = [round(m, 6) for m in mean]
+        manifest.std = [round(max(s, 1e-6), 6) for s in std]
+        manifest.source["normalisation"] = how
         write_dataset_manifest(scratch, manifest)
-    log.info("dataset written to %s: %s", output_dir, manifest.splits)
+    log.info("dataset written to %s (%s storage): %s", output_dir, manifest.storage, manifest.splits)
     return manifest

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from visioncompress.errors import ArtifactError, ConfigError, MissingDependencyError
+from visioncompress.storage.s3 import is_remote
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
@@ -37,6 +38,12 @@ class RawSplits:
     test_labels: np.ndarray
     classes: list[str]
     description: dict
+    storage: str = "arrays"  # "arrays": *_images are uint8 N x H x W x C; "files": paths relative to the root
+    min_side: int = 0  # the smallest image side (files: from the headers)
+
+    def __post_init__(self) -> None:
+        if self.storage == "arrays" and not self.min_side and len(self.train_images):
+            self.min_side = int(min(self.train_images.shape[1:3]))
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -101,21 +108,6 @@ def unreadable_error(parameter: str, where: str, bad: list[tuple[str, str]]) -> 
                          "Remove or replace them")
 
 
-def read_rgb(file: Path, size: int) -> tuple[np.ndarray | None, tuple[int, int], str]:
-    """One image resized to size x size, its original (width, height), or why it could not be read."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        if file.stat().st_size == 0:
-            return None, (0, 0), "0 bytes"
-        with Image.open(file) as img:
-            original = img.size
-            img = img.convert("RGB").resize((size, size), Image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8), original, ""
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        return None, (0, 0), f"not a readable image: {type(exc).__name__}"
-
-
 def warn_small(log, where: str, sizes: list[tuple[int, int]], size: int) -> None:
     small = sum(1 for w, h in sizes if min(w, h) < size)
     if small:
@@ -123,11 +115,38 @@ def warn_small(log, where: str, sizes: list[tuple[int, int]], size: int) -> None
                     "originals); consider a smaller insize", where, small, len(sizes), size)
 
 
-def _load_class_folder(folder: Path, classes: list[str], size: int,
-                       where: str = "") -> tuple[np.ndarray, np.ndarray]:
+def open_rgb(root: Path, relative: str):
+    """An image file of a dataset, decoded as RGB (PIL); a file that went missing or unreadable is an ArtifactError."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(root) / relative
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ArtifactError(f"dataset image {relative!r} under {root} could not be read "
+                            f"({type(exc).__name__}: {exc})") from exc
+
+
+def image_size(file: Path) -> tuple[tuple[int, int], str]:
+    """An image file's (width, height) from its header (nothing is decoded), or why it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if file.stat().st_size == 0:
+            return (0, 0), "0 bytes"
+        with Image.open(file) as img:
+            return img.size, ""
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return (0, 0), f"not a readable image: {type(exc).__name__}"
+
+
+def _scan_class_folder(folder: Path, root: Path, classes: list[str], size: int,
+                       where: str = "") -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Every image under ``folder/<class>/``: paths relative to ``root``, labels, sizes (headers only)."""
     from visioncompress.log import get_logger
 
-    images, labels, sizes, bad = [], [], [], []
+    files, labels, sizes, bad = [], [], [], []
     for index, name in enumerate(classes):
         class_dir = folder / name
         if not class_dir.is_dir():
@@ -135,52 +154,62 @@ def _load_class_folder(folder: Path, classes: list[str], size: int,
         for file in sorted(class_dir.rglob("*")):
             if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
                 continue
-            array, original, why = read_rgb(file, size)
-            if array is None:
+            original, why = image_size(file)
+            if why:
                 bad.append((str(file.relative_to(folder)), why))
                 continue
-            images.append(array)
+            files.append(file.relative_to(root).as_posix())
             sizes.append(original)
             labels.append(index)
     if bad:
         raise unreadable_error("DATASET_PATH", where or str(folder), bad)
-    if not images:
+    if not files:
         raise ArtifactError(f"DATASET_PATH={where or str(folder)!r}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
                             f"found under {folder.name or folder}")
     warn_small(get_logger("data"), f"DATASET_PATH={where or str(folder)!r}", sizes, size)
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+    return np.asarray(files, dtype=str), np.asarray(labels, dtype=np.int64), sizes
 
 
 def read_image_folder(path: str | os.PathLike, size: int) -> RawSplits:
-    """A class-per-subfolder tree; if it has ``train/`` and ``test/`` subfolders those are used."""
+    """A class-per-subfolder tree (folder, archive or s3:// / minio:// URI); if it has ``train/`` and ``test/``
+    subfolders those are used. Only file lists and labels are read (image headers are checked); the images
+    are decoded on the fly when batches are read."""
+    from visioncompress.data.cache import local_root, source_fingerprint
     from visioncompress.log import get_logger
 
-    with tempfile.TemporaryDirectory() as tmp:
-        root = _unpack_if_archive(Path(path), Path(tmp))
-        train_dir, test_dir = root / "train", root / "test"
-        if train_dir.is_dir() and test_dir.is_dir():
-            classes = [p.name for p in _class_dirs(train_dir)]
-            extra = sorted({p.name for p in _class_dirs(test_dir)} - set(classes))
-            if extra:
-                get_logger("data").warning("DATASET_PATH=%r: test classes %s have no train folder; their images "
-                                           "are ignored", str(path), extra)
-            train_root = train_dir
-        else:
-            classes = [p.name for p in _class_dirs(root)]
-            train_root = root
-        if len(classes) < 2:
-            raise ArtifactError(f"DATASET_PATH={str(path)!r} must hold one subfolder per class, at least two "
-                                f"classes (found {len(classes)}: {classes})")
-        train = _load_class_folder(train_root, classes, size, str(path))
-        empty = [name for index, name in enumerate(classes) if not (train[1] == index).any()]
-        if empty:
-            raise ArtifactError(f"DATASET_PATH={str(path)!r}: class folder(s) {empty} hold no images; every class "
-                                "needs training images")
-        if train_root is train_dir:
-            test = _load_class_folder(test_dir, classes, size, str(path))
-        else:
-            test = (np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.int64))
-    return RawSplits(*train, *test, classes, {"name": "image-folder", "path": str(path)})
+    path = str(path)
+    remote = is_remote(path)
+    recorded = path if remote else str(Path(path).resolve())
+    fingerprint = source_fingerprint(path) if (remote or Path(path).is_file()) else ""
+    if not remote and not Path(path).exists():
+        raise ConfigError("DATASET_PATH", path, "an existing folder, .zip or .tar(.gz) archive")
+    root = local_root(path, fingerprint or None)
+    train_dir, test_dir = root / "train", root / "test"
+    if train_dir.is_dir() and test_dir.is_dir():
+        classes = [p.name for p in _class_dirs(train_dir)]
+        extra = sorted({p.name for p in _class_dirs(test_dir)} - set(classes))
+        if extra:
+            get_logger("data").warning("DATASET_PATH=%r: test classes %s have no train folder; their images "
+                                       "are ignored", path, extra)
+        train_root = train_dir
+    else:
+        classes = [p.name for p in _class_dirs(root)]
+        train_root = root
+    if len(classes) < 2:
+        raise ArtifactError(f"DATASET_PATH={path!r} must hold one subfolder per class, at least two "
+                            f"classes (found {len(classes)}: {classes})")
+    train_files, train_labels, sizes = _scan_class_folder(train_root, root, classes, size, path)
+    empty = [name for index, name in enumerate(classes) if not (train_labels == index).any()]
+    if empty:
+        raise ArtifactError(f"DATASET_PATH={path!r}: class folder(s) {empty} hold no images; every class "
+                            "needs training images")
+    if train_root is train_dir:
+        test_files, test_labels, _ = _scan_class_folder(test_dir, root, classes, size, path)
+    else:
+        test_files, test_labels = np.zeros((0,), dtype=str), np.zeros((0,), np.int64)
+    return RawSplits(train_files, train_labels, test_files, test_labels, classes,
+                     {"name": "image-folder", "path": path, "root": recorded, "fingerprint": fingerprint},
+                     storage="files", min_side=min(min(s) for s in sizes))
 
 
 def read_torchvision(name: str, root: str, size: int) -> RawSplits:
@@ -197,10 +226,15 @@ def read_torchvision(name: str, root: str, size: int) -> RawSplits:
         raise MissingDependencyError(f"could not load torchvision dataset {name} into {root}: {exc}") from exc
 
     def to_arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+        # kept at the set's own resolution (resized on the fly) when all images share one size
         images, labels = [], []
         for img, label in ds:
-            images.append(np.asarray(img.convert("RGB").resize((size, size)), dtype=np.uint8))
+            images.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
             labels.append(int(label))
+        if len({image.shape for image in images}) > 1:
+            from PIL import Image
+
+            images = [np.asarray(Image.fromarray(image).resize((size, size)), dtype=np.uint8) for image in images]
         return np.stack(images), np.asarray(labels, dtype=np.int64)
 
     classes = [str(c) for c in getattr(parts[0], "classes", [])]

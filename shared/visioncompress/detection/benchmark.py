@@ -32,9 +32,9 @@ def measure_map(runner, data: DetectionData, *, split: str = "test", batch_size:
 
 
 def _sample(data: DetectionData, batch_size: int) -> np.ndarray:
-    images, _ = data.split("test")
-    index = np.arange(batch_size) % len(images)
-    return np.ascontiguousarray(images[index].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+    index = np.arange(batch_size) % data.size("test")  # decodes only the images it uses
+    images = np.stack([data.item("test", int(i))[0].numpy() for i in index])
+    return np.ascontiguousarray(images, dtype=np.float32) / 255.0
 
 
 def benchmark_detector(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, config: BenchmarkConfig, *,

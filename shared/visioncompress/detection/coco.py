@@ -13,17 +13,27 @@ from pathlib import Path
 
 import numpy as np
 
-from visioncompress.data.sources import read_rgb, unreadable_error, warn_small
+from visioncompress.data.sources import image_size, unreadable_error, warn_small
 from visioncompress.errors import ArtifactError
 from visioncompress.log import get_logger
 
 
 @dataclass
 class CocoSplit:
-    images: np.ndarray        # uint8 N x S x S x 3, resized to the input size
-    boxes: list[np.ndarray]   # per image, float32 K x 4 (x0, y0, x1, y1) in resized pixels
+    files: np.ndarray         # str N: image paths relative to the root
+    sizes: np.ndarray         # int64 N x 2: each image's (width, height), read from its header
+    boxes: list[np.ndarray]   # per image, float64 K x 4 (x0, y0, x1, y1) in the image's own pixels
     labels: list[np.ndarray]  # per image, int64 K, contiguous class ids 1..C
     file_names: list[str]
+
+    def subset(self, index) -> "CocoSplit":
+        return CocoSplit(self.files[index], self.sizes[index], [self.boxes[i] for i in index],
+                         [self.labels[i] for i in index], [self.file_names[i] for i in index])
+
+    def boxes_at(self, size: int) -> list[np.ndarray]:
+        """The boxes scaled to ``size`` x ``size`` images (float32), as the loaders scale them."""
+        return [(b * ([size / w, size / h] * 2)).astype(np.float32).reshape(-1, 4)
+                for b, (w, h) in zip(self.boxes, self.sizes.tolist())]
 
 
 def find_annotation_files(root: Path) -> dict[str, Path]:
@@ -81,7 +91,8 @@ def _image_path(root: Path, annotation_file: Path, split: str, file_name: str) -
 
 
 def read_split(root: Path, annotation_file: Path, split: str, size: int, category_ids: list[int]) -> CocoSplit:
-    """Read one split's images resized to ``size`` x ``size`` with their boxes scaled to match."""
+    """One split's image files (headers checked, nothing decoded) and boxes; boxes smaller than a pixel once the
+    image is resized to ``size`` x ``size`` are dropped."""
     coco = load_annotations(annotation_file)
     contiguous = {cat_id: index + 1 for index, cat_id in enumerate(category_ids)}
     unknown = {c["id"] for c in coco["categories"]} - set(category_ids)
@@ -92,31 +103,31 @@ def read_split(root: Path, annotation_file: Path, split: str, size: int, categor
     for ann in coco["annotations"]:
         if not ann.get("iscrowd", 0):
             per_image.setdefault(ann["image_id"], []).append(ann)
-    images, boxes, labels, names, bad, sizes = [], [], [], [], [], []
+    files, boxes, labels, names, bad, sizes = [], [], [], [], [], []
     for info in sorted(coco["images"], key=lambda i: i["id"]):
-        array, (width, height), why = read_rgb(_image_path(root, annotation_file, split, info["file_name"]), size)
-        if array is None:
+        path = _image_path(root, annotation_file, split, info["file_name"])
+        (width, height), why = image_size(path)
+        if why:
             bad.append((str(info["file_name"]), why))
             continue
-        images.append(array)
+        files.append(path.relative_to(root).as_posix())
         sizes.append((width, height))
         sx, sy = size / width, size / height
         kept_boxes, kept_labels = [], []
         for ann in per_image.get(info["id"], []):
             x, y, w, h = ann["bbox"]
-            box = [x * sx, y * sy, (x + w) * sx, (y + h) * sy]
-            if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
-                kept_boxes.append(box)
+            if (x + w) * sx - x * sx >= 1 and (y + h) * sy - y * sy >= 1:
+                kept_boxes.append([x, y, x + w, y + h])
                 kept_labels.append(contiguous[ann["category_id"]])
-        boxes.append(np.asarray(kept_boxes, np.float32).reshape(-1, 4))
+        boxes.append(np.asarray(kept_boxes, np.float64).reshape(-1, 4))
         labels.append(np.asarray(kept_labels, np.int64))
         names.append(info["file_name"])
     if bad:
         raise unreadable_error("DATASET_PATH", str(annotation_file.name), bad)
-    if not images:
+    if not files:
         raise ArtifactError(f"{annotation_file}: no images")
     warn_small(get_logger("data"), f"{annotation_file.name}", sizes, size)
-    return CocoSplit(np.stack(images), boxes, labels, names)
+    return CocoSplit(np.asarray(files, dtype=str), np.asarray(sizes, np.int64).reshape(-1, 2), boxes, labels, names)
 
 
 def to_coco(boxes: list[np.ndarray], labels: list[np.ndarray], classes: list[str], size: int,
