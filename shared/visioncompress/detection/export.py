@@ -244,11 +244,11 @@ def attach_post_openvino(ov_core, post_onnx: str | os.PathLike, output_names):
     import openvino as ov
 
     post = ov.convert_model(str(post_onnx))
-    results = list(ov_core.outputs)
+    results = [result.input_value(0) for result in ov_core.get_results()]  # what feeds each core output
     for parameter, source in zip(post.get_parameters(), results):
         for target in list(parameter.output(0).get_target_inputs()):
             target.replace_source_output(source)
-    model = ov.Model([r.get_node() for r in post.get_results()], ov_core.get_parameters(), "end_to_end_detector")
+    model = ov.Model(list(post.get_results()), ov_core.get_parameters(), "end_to_end_detector")
     for output, name in zip(model.outputs, OUTPUTS):
         output.get_tensor().set_names({name})
     return model
