@@ -194,6 +194,17 @@ class EndToEndDetector(nn.Module):
         return self.post(*self.core(images))
 
 
+class _PostOnly(nn.Module):
+    """The post-processing alone, under the same ``/post/`` name scope as in the end-to-end graph."""
+
+    def __init__(self, post: PostProcess):
+        super().__init__()
+        self.post = post
+
+    def forward(self, *raw):
+        return self.post(*raw)
+
+
 def _export(module: nn.Module, example, path: Path, input_names, output_names, dynamic) -> Path:
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
@@ -216,19 +227,9 @@ def export_post(detector: nn.Module, insize: int, settings: PostSettings, path: 
     with torch.no_grad():
         raw = core(torch.rand(1, 3, insize, insize))
     names = OUTPUT_NAMES[core.kind]
-    wrapper = nn.Sequential()
-    wrapper.add_module("post", PostProcess(detector, insize, settings))
-
-    class _Post(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.post = wrapper.post
-
-        def forward(self, *x):
-            return self.post(*x)
-
     dynamic = {**{n: {0: "batch"} for n in names}, **{n: {0: "batch"} for n in OUTPUTS}}
-    return _export(_Post(), tuple(raw), Path(path), names, OUTPUTS, dynamic)
+    module = _PostOnly(PostProcess(detector, insize, settings))
+    return _export(module, tuple(raw), Path(path), names, OUTPUTS, dynamic)
 
 
 def fp_node_names(onnx_path: str | os.PathLike) -> list[str]:
