@@ -8,7 +8,8 @@ from pathlib import Path
 
 from visioncompress.benchmark import benchmark
 from visioncompress.config import (
-    BenchmarkConfig, DataConfig, DistillConfig, GroupFisherConfig, ModelConfig, OnnxPTQConfig, OpenVinoQATConfig,
+    BenchmarkConfig, DataConfig, DistillConfig, GroupFisherConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig,
+    OpenVinoQATConfig,
     TrainConfig,
 )
 from visioncompress.data import prepare_dataset
@@ -50,3 +51,109 @@ def run_detection(artifacts: Path, ensure) -> list[dict]:
         dataset, p, MODEL, TrainConfig(batch_size=8, training=False), KD, teacher_dir=fp32))
     rows += benchmark(student, dataset, MEASURE, variant="distilled-pkd")
     return rows
+
+
+# --- end-to-end detectors at 320 px (issue 13): the deployed graph in its own runtime, side by side --------------
+E2E_DATA = DataConfig(source="fashion-mnist-detection", insize=320, max_train_samples=600, max_test_samples=100,
+                      calibration_samples=64)
+E2E_TRAIN = TrainConfig(batch_size=8, finetune_epochs=3, learning_rate=0.001)
+E2E_MEASURE = BenchmarkConfig(batch_size=8, extra_batch_sizes=[], warmup=3, iterations=30, time_budget_s=20)
+E2E_INT8 = [("e2e-onnx-int8-u8s8", "int8-u8s8", OnnxPTQConfig(batch_size=8, activation_type="QuantType.QUInt8",
+                                                              per_channel=True)),
+            ("e2e-openvino-int8", "int8", OpenVinoPTQConfig(transformer=False, subset_size=64))]
+
+
+def _detector_at(source: Path, dataset: Path, insize: int, output: Path) -> None:
+    """An FP32 detector artifact at ``insize`` with the weights of ``source`` (convolutional detectors take any
+    input size; used when fine-tuning at 320 px is more than the machine can afford)."""
+    from visioncompress.artifacts import read_dataset_manifest, read_model_metadata
+    from visioncompress.detection.zoo import build_detector
+    from visioncompress.models import load_torch_module
+    from visioncompress.models.io import save_torch_model
+
+    parent = read_model_metadata(source)
+    manifest = read_dataset_manifest(dataset)
+    detector = build_detector(parent.architecture, parent.num_classes, insize, parent.mean, parent.std)
+    detector.load_state_dict(load_torch_module(source).state_dict())
+    metadata = parent.derive(input_size=insize, mean=manifest.mean, std=manifest.std,
+                             parent={"model": str(source), "note": f"weights of a {parent.input_size}px detector"})
+    save_torch_model(detector, metadata, output)
+
+
+def profile_top_ops(model_dir: Path, dataset: Path, batch_size: int, top: int = 8) -> list[tuple[str, float]]:
+    """Per-op-type share of one inference (ms), from the runtime's own profiler: ONNX Runtime's
+    ``enable_profiling`` or OpenVINO's ``PERF_COUNT``."""
+    import json as _json
+    import tempfile
+    from collections import Counter
+
+    import numpy as np
+
+    from visioncompress.artifacts import read_model_metadata
+    from visioncompress.detection.benchmark import _sample
+    from visioncompress.detection.data import load_detection_dataset
+
+    metadata = read_model_metadata(model_dir)
+    batch = _sample(load_detection_dataset(dataset), batch_size)
+    times: Counter = Counter()
+    runs = 5
+    if metadata.format == "onnx":
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as tmp:
+            options = ort.SessionOptions()
+            options.enable_profiling, options.profile_file_prefix = True, str(Path(tmp) / "profile")
+            options.intra_op_num_threads = 2
+            session = ort.InferenceSession(str(model_dir / metadata.file_name), options,
+                                           providers=["CPUExecutionProvider"])
+            session.run(None, {"input": batch})
+            session.end_profiling()
+            session = ort.InferenceSession(str(model_dir / metadata.file_name), options,
+                                           providers=["CPUExecutionProvider"])
+            for _ in range(runs):
+                session.run(None, {"input": batch})
+            events = _json.loads(Path(session.end_profiling()).read_text())
+        for event in events:
+            if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+                times[event["args"]["op_name"]] += event["dur"] / 1000.0 / runs
+    else:
+        import openvino as ov
+
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(str(model_dir / metadata.file_name)), "CPU", {
+            "PERF_COUNT": True, "INFERENCE_NUM_THREADS": 2, "INFERENCE_PRECISION_HINT": "f32"})
+        request = compiled.create_infer_request()
+        request.infer({0: batch})
+        for _ in range(runs):
+            request.infer({0: batch})
+            for info in request.get_profiling_info():
+                times[f"{info.node_type}/{info.exec_type}"] += info.real_time.total_seconds() * 1000.0 / runs
+    return [(name, round(ms, 2)) for name, ms in times.most_common(top)]
+
+
+def run_detection_e2e(artifacts: Path, ensure, detector: Path | None = None) -> tuple[list[dict], dict]:
+    """FP32 (ONNX Runtime, OpenVINO) against INT8 (ONNX Runtime U8S8 per-channel, OpenVINO NNCF PTQ), each the
+    end-to-end graph from image batch to detections, at 320 px, batch 1 and 8; plus per-op profiles."""
+    artifacts = artifacts / "detection-e2e"
+    dataset = ensure(artifacts / "dataset", lambda p: prepare_dataset(E2E_DATA, p))
+    if detector is not None:
+        fp32 = ensure(artifacts / "fp32-from-weights", lambda p: _detector_at(detector, dataset, 320, p))
+    else:
+        fp32 = ensure(artifacts / "fp32", lambda p: finetune(dataset, p, MODEL, E2E_TRAIN))
+    rows = [r for r in benchmark(fp32, dataset, E2E_MEASURE, fp32_runtimes=("onnxruntime", "openvino"))
+            if r["backend"] != "torch"]
+    profiles = {}
+    for folder, label, config in E2E_INT8:
+        model = ensure(artifacts / folder, lambda p, c=config: quantize(fp32, dataset, p, c))
+        rows += benchmark(model, dataset, E2E_MEASURE, variant=label)
+        for batch_size in (1, 8):
+            profiles[f"{folder} b{batch_size}"] = profile_top_ops(model, dataset, batch_size)
+    import tempfile
+
+    from visioncompress.detection.benchmark import fp32_exported_artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for converted in fp32_exported_artifacts(fp32, ("onnxruntime", "openvino"), Path(tmp)):
+            for batch_size in (1, 8):
+                profiles[f"fp32-{converted.name} b{batch_size}"] = profile_top_ops(converted, dataset, batch_size)
+    return rows, profiles

@@ -103,18 +103,34 @@ def main(argv=None) -> None:
     parser.add_argument("--artifacts", type=Path, default=HERE / "artifacts")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--fresh", action="store_true", help="rebuild every artifact")
-    parser.add_argument("--only", choices=["all", "ptq", "detection"], default="all", help="which rows to measure")
+    parser.add_argument("--only", choices=["all", "ptq", "detection", "detection-e2e"], default="all",
+                        help="which rows to measure")
+    parser.add_argument("--detector", type=Path, default=None,
+                        help="detection-e2e: start from this FP32 detector's weights instead of fine-tuning at 320 px")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.fresh:
         shutil.rmtree(args.artifacts, ignore_errors=True)
     outputs = []
-    if args.only != "detection":
+    if args.only == "detection-e2e":
+        from bench.detection import run_detection_e2e
+
+        rows, profiles = run_detection_e2e(args.artifacts, _ensure, args.detector)
+        output = args.output.with_name(args.output.stem + "_detection_e2e.json")
+        output.with_name(output.stem + "_profiles.json").write_text(json.dumps(profiles, indent=2) + "\n")
+        outputs.append((rows, output, "visioncompress make bench: end-to-end detectors at 320 px"))
+    elif args.only != "detection":
         rows = run(args.artifacts, False)
         if args.only == "all":
             rows += run_training_based(args.artifacts)
         outputs.append((rows, args.output, "visioncompress make bench"))
     if args.only in ("all", "detection"):
+        from bench.detection import run_detection_e2e
+
+        rows, profiles = run_detection_e2e(args.artifacts, _ensure)
+        output = args.output.with_name(args.output.stem + "_detection_e2e.json")
+        output.with_name(output.stem + "_profiles.json").write_text(json.dumps(profiles, indent=2) + "\n")
+        outputs.append((rows, output, "visioncompress make bench: end-to-end detectors at 320 px"))
         from bench.detection import run_detection
 
         detection_output = args.output.with_name(args.output.stem + "_detection.json")

@@ -12,7 +12,8 @@ from visioncompress.artifacts import read_model_metadata
 from visioncompress.config.jobfile import map_job
 from visioncompress.errors import ConfigError
 
-DETECTION_PIPELINES = ("detect_ptq_onnx", "detect_qat_openvino", "detect_distill", "detect_prune")
+DETECTION_PIPELINES = ("detect_ptq_onnx", "detect_ptq_openvino", "detect_ptq_tensorrt", "detect_qat_openvino",
+                       "detect_distill", "detect_prune")
 TINY = {"insize": 64, "MAX_TRAIN_SAMPLES": 48, "MAX_TEST_SAMPLES": 16, "CALIBRATION_SAMPLES": 16, "BATCH_SIZE": 8}
 
 
@@ -29,6 +30,10 @@ def test_defaults_validate(name):
     ("detect_prune", {"NORM_TYPE": "l2"}, "NORM_TYPE"),
     ("detect_ptq_onnx", {"MODEL": "resnet18"}, "MODEL"),
     ("detect_ptq_onnx", {"DATASET_SOURCE": "fashion-mnist"}, "DATASET_SOURCE"),
+    ("detect_ptq_openvino", {"MAX_ACCURACY_DROP": -1}, "MAX_ACCURACY_DROP"),
+    ("detect_ptq_openvino", {"MODEL": "fasterrcnn_resnet50_fpn"}, "MODEL"),
+    ("detect_ptq_tensorrt", {"IOU": 1.5}, "IOU"),
+    ("detect_ptq_tensorrt", {"MODEL": "fasterrcnn_mobilenet_v3_large_320_fpn"}, "MODEL"),
     ("ptq_onnx", {"MODEL": "fcos_resnet18_fpn"}, "MODEL"),
     ("detect_distill", {"TEACHER_MODEL": "vgg16"}, "TEACHER_MODEL"),
 ])
@@ -45,6 +50,12 @@ def test_nyuntam_detection_job_files_map_to_detection_pipelines():
     assert job.params["INTERVAL"] == 5 and job.params["NORM_TYPE"] == "flops"
     assert job.params["DATASET_SOURCE"] == "coco"
     assert map_job({"ALGORITHM": "ONNXQuant", "TASK": "detection"}).pipeline == "detect_ptq_onnx"
+    nncf = map_job({"ALGORITHM": "NNCF", "TASK": "object_detection", "CONFIDENCE_THRESHOLD": 0.3, "IOU": 0.6,
+                    "USE_DEFAULT_POST_PROCESSING": False})
+    assert nncf.pipeline == "detect_ptq_openvino"
+    assert (nncf.params["SCORE_THRESHOLD"], nncf.params["IOU"], nncf.params["USE_DEFAULT_POST_PROCESSING"]) == \
+        (0.3, 0.6, False)
+    assert map_job({"ALGORITHM": "TensorRT", "TASK": "object_detection"}).pipeline == "detect_ptq_tensorrt"
     assert map_job({"ALGORITHM": "KDTransfer", "TASK": "object_detection", "METHOD": "cwd"}).params["METHOD"] == "cwd"
 
 
@@ -58,6 +69,13 @@ def test_detect_ptq_onnx_pipeline(tmp_path):
     assert {(r["variant"], r["backend"]) for r in rows} >= {("fp32", "torch"), ("fp32", "onnxruntime"),
                                                             ("int8", "onnxruntime")}
     assert all("mAP" in r for r in rows)
+
+
+@pytest.mark.slow
+def test_detect_ptq_openvino_pipeline_with_accuracy_control(tmp_path):
+    rows = _rows(run_local("detect_ptq_openvino", {**TINY, "SUBSET_SIZE": 16, "MAX_ACCURACY_DROP": 1.0}, tmp_path))
+    assert {(r["variant"], r["backend"]) for r in rows} == {("fp32", "torch"), ("fp32", "openvino"),
+                                                            ("int8", "openvino")}
 
 
 @pytest.mark.slow
@@ -81,3 +99,15 @@ def test_detect_prune_pipeline(tmp_path):
     metrics = read_model_metadata(pruned_dir).metrics
     assert metrics["flops_after"] <= 0.85 * metrics["flops_before"]
     assert {r["variant"] for r in rows} == {"fp32", "pruned"}
+
+
+def test_detect_ptq_tensorrt_places_engine_build_and_benchmark_on_gpu_nodes():
+    from test_pipelines import _compiled
+
+    spec, platform = _compiled("detect_ptq_tensorrt")
+    executors = spec["deploymentSpec"]["executors"]
+    on_gpu = {name for name, e in executors.items() if "accelerator" in e["container"]["resources"]}
+    assert on_gpu == {"exec-build-tensorrt-engine", "exec-benchmark-gpu"}
+    placed = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert all(placed[name]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"} for name in on_gpu)
+    assert "exec-qdq-onnx" in executors and "exec-qdq-onnx" not in on_gpu  # calibration runs on a CPU node

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from visioncompress.config import (
-    BenchmarkConfig, DataConfig, DistillConfig, GroupFisherConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig,
+    BenchmarkConfig, DataConfig, DetectionPostConfig, DistillConfig, GroupFisherConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig,
     OpenVinoQATConfig, PruneConfig, PublishConfig, RuntimeConfig, StorageConfig, TensorRTConfig, TorchPTQConfig,
     TorchQATConfig, TrainConfig, config_from,
 )
@@ -92,7 +92,8 @@ def _quantize(a, c, config_class):
     from visioncompress.quantize import quantize
 
     out = a["quantized_model"]
-    describe_model(out, quantize(a["model"].path, a["dataset"].path, out.path, c[config_class]))
+    describe_model(out, quantize(a["model"].path, a["dataset"].path, out.path, c[config_class],
+                                 post=c.get(DetectionPostConfig)))
 
 
 def _qat(a, c, config_class):
@@ -101,7 +102,7 @@ def _qat(a, c, config_class):
 
     out = a["quantized_model"]
     result = quantize_aware(a["model"].path, a["dataset"].path, out.path, c[config_class], c[TrainConfig],
-                            checkpoint_dir=out.path + ".checkpoints")
+                            checkpoint_dir=out.path + ".checkpoints", post=c.get(DetectionPostConfig))
     describe_model(out, result)
     log_training(a["metrics"], result.metrics)
 
@@ -142,10 +143,11 @@ def _prune_detection(a, c):
 
 def _qdq_onnx(a, c):
     from visioncompress.kfp_io import describe_model
-    from visioncompress.quantize.tensorrt import make_qdq_onnx
+    from visioncompress.quantize import quantize
 
     out = a["qdq_model"]
-    describe_model(out, make_qdq_onnx(a["model"].path, a["dataset"].path, out.path, c[TensorRTConfig]))
+    describe_model(out, quantize(a["model"].path, a["dataset"].path, out.path, c[TensorRTConfig],
+                                 post=c.get(DetectionPostConfig)))
 
 
 def _build_tensorrt_engine(a, c):
@@ -177,7 +179,7 @@ def _benchmark(a, c, *, gpu: bool = False):
             write_json(a["results"], [])
             return
     rows = benchmark(a["model"].path, a["dataset"].path, c[BenchmarkConfig], variant=params.get("VARIANT", ""),
-                     fp32_runtimes=tuple(params.get("FP32_RUNTIMES") or ()))
+                     fp32_runtimes=tuple(params.get("FP32_RUNTIMES") or ()), post=c.get(DetectionPostConfig))
     write_json(a["results"], rows)
     log_metrics(a["metrics"], kfp_scalars(rows))
 
@@ -237,10 +239,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           outputs=(("quantized_model", "Model"),), uses=(TorchPTQConfig, RuntimeConfig)),
     Stage("quantize_onnx", "ONNX Runtime static INT8 quantization; the output loads with "
           "onnxruntime.InferenceSession.", lambda a, c: _quantize(a, c, OnnxPTQConfig), inputs=(_MODEL, _DS),
-          outputs=(("quantized_model", "Model"),), uses=(OnnxPTQConfig, RuntimeConfig)),
+          outputs=(("quantized_model", "Model"),), uses=(OnnxPTQConfig, DetectionPostConfig, RuntimeConfig)),
     Stage("quantize_openvino", "OpenVINO INT8 via NNCF post-training quantization; the output loads with "
           "openvino.Core().read_model.", lambda a, c: _quantize(a, c, OpenVinoPTQConfig), inputs=(_MODEL, _DS),
-          outputs=(("quantized_model", "Model"),), uses=(OpenVinoPTQConfig, RuntimeConfig)),
+          outputs=(("quantized_model", "Model"),), uses=(OpenVinoPTQConfig, DetectionPostConfig, RuntimeConfig)),
     Stage("qat_torch", "PyTorch CPU quantization-aware training (FX, x86 engine); the INT8 output loads with "
           "torch.jit.load.", lambda a, c: _qat(a, c, TorchQATConfig), inputs=(_MODEL, _DS),
           outputs=(("quantized_model", "Model"), _METRICS),
@@ -248,7 +250,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("qat_openvino", "OpenVINO INT8 via NNCF quantization-aware training; the output loads with "
           "openvino.Core().read_model.", lambda a, c: _qat(a, c, OpenVinoQATConfig), inputs=(_MODEL, _DS),
           outputs=(("quantized_model", "Model"), _METRICS),
-          uses=(OpenVinoQATConfig, (TrainConfig, _QAT_TRAIN), RuntimeConfig), kind="train"),
+          uses=(OpenVinoQATConfig, (TrainConfig, _QAT_TRAIN), DetectionPostConfig, RuntimeConfig), kind="train"),
     Stage("distill", "Knowledge distillation: trains the student (MODEL) from the teacher (classification: "
           "softened logits; detection: PKD/CWD on FPN features).", _distill, inputs=(_DS,),
           optional_inputs=(("teacher", "Model"),), outputs=(("distilled_model", "Model"), _METRICS),
@@ -261,14 +263,15 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           uses=(GroupFisherConfig, (TrainConfig, _GROUP_FISHER_TRAIN), RuntimeConfig), kind="train"),
     Stage("qdq_onnx", "CPU half of TensorRT PTQ: a calibrated QDQ ONNX model (symmetric INT8, per-channel "
           "weights).", _qdq_onnx, inputs=(_MODEL, _DS), outputs=(("qdq_model", "Model"),),
-          uses=((TensorRTConfig, ("CALIBRATION_BATCH_SIZE", "CALIBRATION_METHOD")), RuntimeConfig)),
+          uses=((TensorRTConfig, ("CALIBRATION_BATCH_SIZE", "CALIBRATION_METHOD")), DetectionPostConfig,
+                RuntimeConfig)),
     Stage("build_tensorrt_engine", "GPU half of TensorRT PTQ: build and serialise an INT8 engine from the QDQ "
           "ONNX model.", _build_tensorrt_engine, inputs=(("qdq_model", "Model"),), outputs=(("engine", "Model"),),
           uses=((TensorRTConfig, ("BATCH_SIZE", "FP16_FALLBACK", "DYNAMIC_BATCH", "MAX_BATCH_SIZE", "WORKSPACE_MB",
                                   "TENSORRT_OPTIONAL")),), image="gpu", kind="gpu"),
     Stage("benchmark", "Accuracy, latency p50/p90 at batch 1 and BATCH_SIZE, throughput and size, in the model's "
           "own runtime.", _benchmark, inputs=(_MODEL, _DS), outputs=(_METRICS, ("results", "Artifact")),
-          uses=(BenchmarkConfig,), extra=("VARIANT", "FP32_RUNTIMES"), kind="measure"),
+          uses=(BenchmarkConfig, DetectionPostConfig), extra=("VARIANT", "FP32_RUNTIMES"), kind="measure"),
     Stage("benchmark_gpu", "The benchmark on a GPU node: accuracy, latency, throughput and size of a TensorRT "
           "engine.", lambda a, c: _benchmark(a, c, gpu=True), inputs=(_MODEL, _DS),
           outputs=(_METRICS, ("results", "Artifact")), uses=(BenchmarkConfig,), extra=("VARIANT",),

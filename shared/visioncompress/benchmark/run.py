@@ -75,12 +75,13 @@ def _fp32_conversions(model_dir: Path, dataset, runtimes, workdir: Path):
 
 
 def benchmark(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, config: BenchmarkConfig, *,
-              variant: str = "", fp32_runtimes: tuple[str, ...] = ()) -> list[dict]:
-    """Measure one model artifact; an FP32 torch model can also be measured in ``fp32_runtimes``."""
+              variant: str = "", fp32_runtimes: tuple[str, ...] = (), post=None) -> list[dict]:
+    """Measure one model artifact; an FP32 torch model can also be measured in ``fp32_runtimes``
+    (a detector as its end-to-end export, with ``post``: DetectionPostConfig)."""
     model_dir = Path(model_dir)
     metadata = read_model_metadata(model_dir)
     if metadata.task == "detection":
-        return _benchmark_detector(model_dir, dataset_dir, config, variant, fp32_runtimes)
+        return _benchmark_detector(model_dir, dataset_dir, config, variant, fp32_runtimes, post)
     dataset = load_dataset(dataset_dir)
     threads = default_threads(config.threads)
     label = variant or variant_name(metadata)
@@ -105,20 +106,20 @@ def benchmark(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, conf
 
 
 def _benchmark_detector(model_dir: Path, dataset_dir, config: BenchmarkConfig, variant: str,
-                        fp32_runtimes) -> list[dict]:
-    from visioncompress.detection.benchmark import benchmark_detector, fp32_core_artifacts
+                        fp32_runtimes, post=None) -> list[dict]:
+    from visioncompress.detection.benchmark import benchmark_detector, fp32_exported_artifacts
 
     metadata = read_model_metadata(model_dir)
     rows = benchmark_detector(model_dir, dataset_dir, config, variant=variant)
     extra = [r for r in fp32_runtimes if r != metadata.backend]
-    if extra and metadata.format == "torch-module" and metadata.params.get("detection_core") is None:
+    if extra and metadata.format == "torch-module":
         from visioncompress.detection.heads import family
         from visioncompress.models import load_torch_module
 
         if family(load_torch_module(model_dir)) == "two-stage":
             return rows
         with tempfile.TemporaryDirectory() as tmp:
-            for converted in fp32_core_artifacts(model_dir, extra, Path(tmp)):
+            for converted in fp32_exported_artifacts(model_dir, extra, Path(tmp), post):
                 rows += benchmark_detector(converted, dataset_dir, config, variant=variant or variant_name(metadata))
     return rows
 

@@ -1,4 +1,4 @@
-"""TensorRT runner: ``predict(float32 NCHW batch) -> logits`` through a deserialised engine on the GPU.
+"""TensorRT runner: ``predict(float32 NCHW batch) -> logits`` (``outputs`` -> every output tensor) through a deserialised engine on the GPU.
 
 Uses the TensorRT 10 name-based I/O API (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``)
 with torch CUDA tensors as device buffers and one torch CUDA stream.
@@ -38,9 +38,10 @@ class TensorRTRunner:
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ArtifactError(f"{engine_path}: expected one input and one output tensor, got {inputs} / {outputs}")
-        self._input, self._output = inputs[0], outputs[0]
+        if len(inputs) != 1 or not outputs:
+            raise ArtifactError(f"{engine_path}: expected one input and at least one output tensor, got {inputs} / "
+                                f"{outputs}")
+        self._input, self.output_names = inputs[0], outputs
 
         shape = tuple(self._engine.get_tensor_shape(self._input))
         self._dynamic = shape[0] == -1
@@ -51,7 +52,7 @@ class TensorRTRunner:
             self.min_batch = self.max_batch = int(shape[0])
         self.sample_shape = tuple(int(d) for d in shape[1:])
         self._input_dtype = self._torch_dtype(trt.nptype(self._engine.get_tensor_dtype(self._input)))
-        self._output_dtype = self._torch_dtype(trt.nptype(self._engine.get_tensor_dtype(self._output)))
+        self._output_dtypes = [self._torch_dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in outputs]
         self._device = torch.device("cuda")
         self._stream = torch.cuda.Stream()
 
@@ -59,10 +60,14 @@ class TensorRTRunner:
         return self._torch.from_numpy(np.empty(0, dtype=numpy_type)).dtype
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        chunks = [self._run(batch[start : start + self.max_batch]) for start in range(0, len(batch), self.max_batch)]
-        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        return self.outputs(batch)[0]
 
-    def _run(self, chunk: np.ndarray) -> np.ndarray:
+    def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Every output tensor of the engine, in its I/O order (detectors have several)."""
+        chunks = [self._run(batch[start : start + self.max_batch]) for start in range(0, len(batch), self.max_batch)]
+        return [np.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*chunks)]
+
+    def _run(self, chunk: np.ndarray) -> list[np.ndarray]:
         torch = self._torch
         n = len(chunk)
         if n < self.min_batch:
@@ -73,11 +78,12 @@ class TensorRTRunner:
             if self._dynamic and not self._context.set_input_shape(self._input, tuple(x.shape)):
                 raise ArtifactError(f"the engine refused input shape {tuple(x.shape)} "
                                     f"(profile batch {self.min_batch}..{self.max_batch}, sample {self.sample_shape})")
-            out = torch.empty(tuple(self._context.get_tensor_shape(self._output)), dtype=self._output_dtype,
-                              device=self._device)
+            outs = [torch.empty(tuple(self._context.get_tensor_shape(name)), dtype=dtype, device=self._device)
+                    for name, dtype in zip(self.output_names, self._output_dtypes)]
             self._context.set_tensor_address(self._input, x.data_ptr())
-            self._context.set_tensor_address(self._output, out.data_ptr())
+            for name, out in zip(self.output_names, outs):
+                self._context.set_tensor_address(name, out.data_ptr())
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise ArtifactError("TensorRT execute_async_v3 failed (its log above says why)")
             self._stream.synchronize()
-            return out[:n].float().cpu().numpy()
+            return [(out[:n].float() if out.is_floating_point() else out[:n]).cpu().numpy() for out in outs]

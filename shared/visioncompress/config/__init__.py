@@ -4,7 +4,7 @@ from visioncompress.config._fields import config_from, from_spec, spec_names, to
 from visioncompress.config.validate import validate_params
 from visioncompress.config.benchmark import BenchmarkConfig
 from visioncompress.config.data import DataConfig
-from visioncompress.config.detection import GroupFisherConfig
+from visioncompress.config.detection import DetectionPostConfig, GroupFisherConfig
 from visioncompress.config.distill import DistillConfig
 from visioncompress.config.prune import PruneConfig
 from visioncompress.config.publish import PublishConfig
@@ -15,6 +15,6 @@ from visioncompress.config.runtime import RuntimeConfig, StorageConfig
 from visioncompress.config.train import ModelConfig, TrainConfig
 
 __all__ = [
-    "BenchmarkConfig", "DataConfig", "DistillConfig", "GroupFisherConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig",
+    "BenchmarkConfig", "DataConfig", "DetectionPostConfig", "DistillConfig", "GroupFisherConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig",
     "OpenVinoQATConfig", "PruneConfig", "PublishConfig", "RuntimeConfig", "StorageConfig", "TensorRTConfig", "TorchPTQConfig", "TorchQATConfig", "TrainConfig", "config_from", "from_spec", "spec_names", "to_spec", "validate_params",
 ]

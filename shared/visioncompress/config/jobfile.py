@@ -58,6 +58,10 @@ ROUTES: tuple[Route, ...] = (
     Route("compare", ("compare",)),
     Route("detect_ptq_onnx", ("ONNXQuant", "ONNXPTQ", "CPU Post Training Quantization - ONNX"), task="object_detection"),
     Route("detect_qat_openvino", ("NNCFQAT", "CPU Quantization Aware Training - OpenVino"), task="object_detection"),
+    Route("detect_ptq_openvino", ("NNCF", "NNCFPTQ", "CPU Post Training Quantization - OpenVino"),
+          task="object_detection"),
+    Route("detect_ptq_tensorrt", ("TensorRT", "TensorRTPTQ", "GPU Post Training Quantization - TensorRT"),
+          task="object_detection"),
     Route("detect_distill", ("KDTransfer", "MMRazorDistill", "Knowledge Distillation"), task="object_detection"),
     Route("detect_prune", ("MMRazorPrune", "Structured Pruning", "Structured Pruning (Object Detection)"),
           task="object_detection"),
@@ -71,6 +75,7 @@ ALIASES = {
     "modelname": "MODEL", "lossfn": "CRITERION", "optimizername": "OPTIMIZER", "dataurl": "DATASET_PATH",
     "distilllr": "LR", "distillepochs": "EPOCHS", "distillseed": "SEED", "distillweightdecay": "WEIGHT_DECAY",
     "studentmodelpath": "CUSTOM_MODEL_PATH", "scheduler": "LR_SCHEDULER",
+    "confidencethreshold": "SCORE_THRESHOLD",
 }
 CRITERION_SHORT = {"ce": "CrossEntropyLoss", "crossentropy": "CrossEntropyLoss", "mse": "MSELoss",
                    "l1": "L1Loss", "nll": "NLLLoss"}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from visioncompress.config import (
-    BenchmarkConfig, DataConfig, DistillConfig, GroupFisherConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig,
+    BenchmarkConfig, DataConfig, DetectionPostConfig, DistillConfig, GroupFisherConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig,
     OpenVinoQATConfig, PruneConfig, PublishConfig, RuntimeConfig, StorageConfig, TensorRTConfig, TorchPTQConfig,
     TorchQATConfig, TrainConfig,
 )
@@ -79,11 +79,18 @@ PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in (
     _spec("ptq_onnx", "Fine-tune; ONNX Runtime INT8 post-training quantization; INT8 vs FP32.", OnnxPTQConfig),
     _spec("ptq_openvino", "Fine-tune; OpenVINO INT8 post-training quantization through NNCF; INT8 vs FP32.",
           OpenVinoPTQConfig),
-    _spec("detect_ptq_onnx", "Detection: fine-tune a detector; ONNX Runtime INT8 PTQ of its core; mAP and latency "
-          "against FP32.", OnnxPTQConfig, defaults=_DETECTION, task="detection"),
-    _spec("detect_qat_openvino", "Detection: fine-tune a detector; OpenVINO QAT through NNCF; mAP and latency "
-          "against FP32.", OpenVinoQATConfig, defaults={**_DETECTION, "TRANSFORMER": False, "SUBSET_SIZE": 128},
-          task="detection"),
+    _spec("detect_ptq_onnx", "Detection: fine-tune a detector; ONNX Runtime INT8 PTQ of the end-to-end graph (NMS "
+          "inside, post-processing in FP32); mAP and latency against FP32.", OnnxPTQConfig, DetectionPostConfig,
+          defaults={**_DETECTION, "activation_type": "QUInt8"}, task="detection"),
+    _spec("detect_ptq_openvino", "Detection: fine-tune a detector; OpenVINO INT8 PTQ through NNCF of the end-to-end "
+          "model (MAX_ACCURACY_DROP > 0: with mAP accuracy control); mAP and latency against FP32.", OpenVinoPTQConfig,
+          DetectionPostConfig, defaults={**_DETECTION, "TRANSFORMER": False, "SUBSET_SIZE": 128}, task="detection"),
+    _spec("detect_ptq_tensorrt", "Detection: fine-tune a detector; end-to-end QDQ ONNX with NMS calibrated on a CPU "
+          "node; INT8 TensorRT engine (NMS inside) built and benchmarked on a GPU node.", TensorRTConfig,
+          DetectionPostConfig, defaults=_DETECTION, task="detection"),
+    _spec("detect_qat_openvino", "Detection: fine-tune a detector; OpenVINO QAT through NNCF, exported end to end "
+          "(NMS inside); mAP and latency against FP32.", OpenVinoQATConfig, DetectionPostConfig,
+          defaults={**_DETECTION, "TRANSFORMER": False, "SUBSET_SIZE": 128}, task="detection"),
     _spec("detect_distill", "Detection: the student detector alone (baseline) and distilled from the teacher "
           "(PKD/CWD on FPN features).", DistillConfig,
           defaults={**_DETECTION, "TEACHER_MODEL": "fcos_resnet34_fpn"}, task="detection"),

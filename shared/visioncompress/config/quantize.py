@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visioncompress.config._fields import check_bool, check_choice, check_int, param
+from visioncompress.config._fields import check_bool, check_choice, check_float, check_int, param
 from visioncompress.errors import ConfigError
 
 TORCH_PTQ_CHOICES = ("static", "weight", "fusion")
@@ -69,8 +69,10 @@ class OpenVinoPTQConfig:
     transformer: bool = param('TRANSFORMER')
     subset_size: int = param('SUBSET_SIZE')
     preset: str = param('PRESET')
+    max_accuracy_drop: float = param('MAX_ACCURACY_DROP')
 
     def __post_init__(self) -> None:
+        self.max_accuracy_drop = check_float("MAX_ACCURACY_DROP", self.max_accuracy_drop, low=0.0)
         self.transformer = check_bool("TRANSFORMER", self.transformer)
         self.subset_size = check_int("SUBSET_SIZE", self.subset_size, minimum=1)
         self.preset = check_choice("PRESET", self.preset, ("performance", "mixed"))

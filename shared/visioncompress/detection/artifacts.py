@@ -1,28 +1,19 @@
-"""Detection model artifacts: the eager model, or a core (ONNX / OpenVINO) plus its decoder.
+"""Detection model artifacts: the eager model, or an end-to-end exported detector (ONNX / OpenVINO / TensorRT).
 
-A core artifact holds ``decoder.safetensors`` + ``decoder.arch.json`` next to the model file: the
-detector with its backbone and head removed (anchors, box coder, thresholds, NMS settings), saved
-as data (``visioncompress.models.safe_module``, no pickle) and used to turn the runtime's raw
-outputs into boxes. Both files are covered by the artifact's sha256 record in model.json.
+An exported artifact is one model file, image batch in, detections out (``detection.export``): its metadata's
+``params["detection_export"]`` records the outputs and their padding convention, the post-processing settings
+baked into the graph, and the post-processing nodes that quantization left in floating point.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
-from torch import nn
-
 from visioncompress.artifacts import ModelMetadata, read_model_metadata
 from visioncompress.detection.data import DetectionData, load_detection_dataset
-from visioncompress.detection.heads import OUTPUT_NAMES, family, feature_shapes
 from visioncompress.errors import ArtifactError
 from visioncompress.models import load_torch_module
-from visioncompress.models.safe_module import load_module, save_module
-
-DECODER_STEM = "decoder"
-DECODER_FILE = "decoder.safetensors"
 
 
 def load_detection_inputs(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike):
@@ -35,37 +26,29 @@ def load_detection_inputs(model_dir: str | os.PathLike, dataset_dir: str | os.Pa
         raise ArtifactError(f"model {model_dir} ({metadata.num_classes} classes, {metadata.input_size}px) does not "
                             f"match dataset {dataset_dir} ({data.manifest.num_classes} classes, "
                             f"{data.manifest.input_size}px)")
+    if metadata.format != "torch-module":
+        raise ArtifactError(f"{model_dir} is a {metadata.format} detector; export and quantization start from the "
+                            "FP32 torch model (the fine-tune, distill or prune output)")
     return load_torch_module(model_dir), metadata, data
 
 
-def core_info(detector: nn.Module, insize: int) -> dict:
-    """What a runtime needs to decode the core's outputs: output names and feature-map sizes."""
-    return {"family": family(detector), "outputs": list(OUTPUT_NAMES[family(detector)]),
-            "level_sizes": [list(s[-2:]) for s in feature_shapes(detector, insize)], "decoder": DECODER_FILE}
+def calibration_images(data: DetectionData, batch_size: int = 1, limit: int = 0, split: str = "calibration") -> list:
+    return [images.numpy() for images, _ in data.batches(split, batch_size, limit=limit)]
 
 
-def save_decoder(detector: nn.Module, directory: Path) -> None:
-    decoder = copy.copy(detector)
-    decoder._modules = dict(detector._modules)
-    decoder.backbone, decoder.head = nn.Identity(), nn.Identity()
-    save_module(decoder, directory, DECODER_STEM)
+def export_info(settings, fp_nodes: list[str], *, quantized_by: str = "") -> dict:
+    """What ``params["detection_export"]`` says about an exported detector."""
+    from visioncompress.detection.export import INPUT_NAME, OUTPUTS, PADDING
+
+    return {"input": INPUT_NAME, "outputs": list(OUTPUTS), "padding": dict(PADDING),
+            "nms": "ONNX NonMaxSuppression (per class, inside the graph)",
+            "post_processing": settings.as_dict(), "fp_nodes": list(fp_nodes), "fp_node_count": len(fp_nodes),
+            "quantized_by": quantized_by}
 
 
-def load_decoder(directory: str | os.PathLike) -> nn.Module:
-    """The decoder of a core artifact (its checksums were verified when model.json was read)."""
-    path = Path(directory) / DECODER_FILE
-    if not path.is_file():
-        raise ArtifactError(f"detection model artifact {directory} has no {DECODER_FILE}")
-    return load_module(directory, DECODER_STEM)
-
-
-def calibration_images(data: DetectionData, batch_size: int = 1, limit: int = 0) -> list:
-    return [images.numpy() for images, _ in data.batches("calibration", batch_size, limit=limit)]
-
-
-def core_metadata(parent: ModelMetadata, parent_dir, detector: nn.Module, *, stage: str, precision: str,
-                  fmt: str, params: dict) -> ModelMetadata:
+def exported_metadata(parent: ModelMetadata, parent_dir, *, stage: str, precision: str, fmt: str, params: dict,
+                      info: dict) -> ModelMetadata:
     return parent.derive(stage=stage, precision=precision, format=fmt,
-                         params={**params, "detection_core": core_info(detector, parent.input_size)},
+                         params={**params, "detection_export": info},
                          parent={"model": str(Path(parent_dir)), "stage": parent.stage, "format": parent.format},
                          metrics={})

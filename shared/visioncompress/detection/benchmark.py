@@ -1,4 +1,8 @@
-"""Detection benchmark: mAP (pycocotools) on the test split, end-to-end latency, size."""
+"""Detection benchmark: mAP (pycocotools) on the test split, end-to-end latency, size.
+
+An exported detector is measured in its own runtime alone, image batch in, detections out (no PyTorch in the
+timed loop); mAP is computed from those same detections.
+"""
 
 from __future__ import annotations
 
@@ -60,29 +64,31 @@ def benchmark_detector(model_dir: str | os.PathLike, dataset_dir: str | os.PathL
     return rows
 
 
-def fp32_core_artifacts(model_dir: Path, runtimes, workdir: Path):
-    """Yield FP32 copies of a torch detector's core in ONNX Runtime / OpenVINO, as artifact dirs."""
-    from visioncompress.artifacts import read_model_metadata, write_model_metadata
-    from visioncompress.detection.artifacts import core_metadata, save_decoder
-    from visioncompress.detection.onnx_ptq import export_core_onnx
+def fp32_exported_artifacts(model_dir: Path, runtimes, workdir: Path, post=None):
+    """Yield FP32 end-to-end exports of a torch detector for ONNX Runtime / OpenVINO, as artifact dirs."""
+    from visioncompress.artifacts import write_model_metadata
+    from visioncompress.detection.artifacts import export_info, exported_metadata
+    from visioncompress.detection.export import export_end_to_end, resolve_settings
     from visioncompress.models import load_torch_module
 
+    from visioncompress.artifacts import read_model_metadata
+
     metadata = read_model_metadata(model_dir)
-    detector = load_torch_module(model_dir)
+    detector = load_torch_module(model_dir).eval()
+    settings = resolve_settings(detector, post)
     for runtime in runtimes:
         fmt = {"onnxruntime": "onnx", "openvino": "openvino-ir"}.get(runtime)
         if fmt is None:
             continue
         directory = workdir / runtime
         directory.mkdir()
-        converted = core_metadata(metadata, model_dir, detector, stage=metadata.stage, precision="fp32", fmt=fmt,
-                                  params=metadata.params)
-        onnx_path = export_core_onnx(detector, metadata.input_size, directory / "model.onnx")
+        converted = exported_metadata(metadata, model_dir, stage=metadata.stage, precision="fp32", fmt=fmt,
+                                      params=metadata.params, info=export_info(settings, []))
+        onnx_path = export_end_to_end(detector, metadata.input_size, settings, directory / "model.onnx")
         if fmt == "openvino-ir":
             import openvino as ov
 
             ov.save_model(ov.convert_model(str(onnx_path)), str(directory / "model.xml"), compress_to_fp16=False)
             onnx_path.unlink()
-        save_decoder(detector, directory)
         write_model_metadata(directory, converted)
         yield directory

@@ -1,15 +1,17 @@
 """OpenVINO INT8 detectors through NNCF quantization-aware training of the detector's core.
 
 The core (backbone + FPN + head) gets NNCF's quantizers from the calibration split and trains
-with the detector's own losses on its raw outputs; it is then converted to OpenVINO IR, with the
-decoder (anchors, NMS) saved next to it as for ONNX PTQ. Resume works as for classification QAT:
-the quantizer layout is kept beside the checkpoint.
+with the detector's own losses on its raw outputs; it is then converted to OpenVINO and the
+floating-point post-processing graph (``detection.export``: decoding, top-k, NMS as OpenVINO's NMS op)
+is attached to its outputs, so the IR goes from image batch to detections. Resume works as for
+classification QAT: the quantizer layout is kept beside the checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -17,8 +19,11 @@ import torch
 from visioncompress.artifacts import ModelMetadata, staged_output, write_model_metadata
 from visioncompress.config import TrainConfig
 from visioncompress.config.qat import OpenVinoQATConfig
-from visioncompress.detection.artifacts import calibration_images, core_metadata, load_detection_inputs, \
-    save_decoder
+from visioncompress.detection.artifacts import (
+    calibration_images, export_info, exported_metadata, load_detection_inputs,
+)
+from visioncompress.detection.export import OUTPUTS, attach_post_openvino, export_post, fp_node_names, \
+    resolve_settings
 from visioncompress.detection.benchmark import measure_map
 from visioncompress.detection.finetune import train_with
 from visioncompress.detection.heads import DetectorCore, decode, dense_losses, feature_shapes, require_one_stage
@@ -61,12 +66,13 @@ def _quantize_core(core, data, config: OpenVinoQATConfig, checkpoint_dir: Path |
 
 def qat_openvino_detector(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
                           output_dir: str | os.PathLike, config: OpenVinoQATConfig, train_config: TrainConfig, *,
-                          checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
+                          checkpoint_dir: str | os.PathLike | None = None, post=None) -> ModelMetadata:
     import openvino as ov
 
     kernels = use_nncf_torch_kernels()
     detector, parent, data = load_detection_inputs(model_dir, dataset_dir)
     require_one_stage(detector, "OpenVINO QAT")
+    settings = resolve_settings(detector, post)
     insize = parent.input_size
     levels = [tuple(s[-2:]) for s in feature_shapes(detector, insize)]
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
@@ -84,13 +90,17 @@ def qat_openvino_detector(model_dir: str | os.PathLike, dataset_dir: str | os.Pa
     result = train_with(core, data, qat_config, epochs=config.qat_epochs, learning_rate=config.qat_learning_rate,
                         name=STAGE, checkpoint_dir=checkpoint_dir, loss_fn=loss_fn, evaluate=val_map,
                         warmup=False)
-    ov_model = convert_to_openvino(core.eval(), torch.rand(1, 3, insize, insize))
-    metadata = core_metadata(parent, model_dir, detector, stage=STAGE, precision="int8", fmt="openvino-ir",
-                             params=qat_params(train_config, config))
+    ov_core = convert_to_openvino(core.eval(), torch.rand(1, 3, insize, insize))
+    with tempfile.TemporaryDirectory() as tmp:
+        post_onnx = export_post(detector, insize, settings, Path(tmp) / "post.onnx")
+        fp_nodes = fp_node_names(post_onnx)
+        ov_model = attach_post_openvino(ov_core, post_onnx, OUTPUTS)
+    metadata = exported_metadata(parent, model_dir, stage=STAGE, precision="int8", fmt="openvino-ir",
+                                 params=qat_params(train_config, config),
+                                 info=export_info(settings, fp_nodes, quantized_by="NNCF QAT (core only)"))
     metadata = metadata.derive(metrics={"val_mAP": result.best_val_map, "history": result.history})
     with staged_output(output_dir) as scratch:
         ov.save_model(ov_model, str(scratch / metadata.file_name), compress_to_fp16=False)
-        save_decoder(detector, scratch)
         write_model_metadata(scratch, metadata)
-    log.info("QAT INT8 OpenVINO detector written to %s (val mAP %s)", output_dir, result.best_val_map)
+    log.info("QAT INT8 end-to-end OpenVINO detector written to %s (val mAP %s)", output_dir, result.best_val_map)
     return metadata

@@ -5,6 +5,9 @@
     quantize(model_dir, dataset_dir, output_dir, OpenVinoPTQConfig(...))  -> .xml/.bin INT8
     quantize(model_dir, dataset_dir, output_dir, TensorRTConfig(...))     -> QDQ .onnx for TensorRT
 
+A detector (model task "detection") is quantized end to end: one graph from image batch to detections, its
+post-processing (``post``: DetectionPostConfig) left in floating point (``visioncompress.detection.export``).
+
 Quantization-aware training dispatches the same way:
 
     quantize_aware(model_dir, dataset_dir, output_dir, TorchQATConfig(...), TrainConfig(...))
@@ -24,9 +27,11 @@ from visioncompress.errors import ConfigError
 
 
 def quantize(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
-             config: TorchPTQConfig | OnnxPTQConfig | OpenVinoPTQConfig | TensorRTConfig) -> ModelMetadata:
+             config: TorchPTQConfig | OnnxPTQConfig | OpenVinoPTQConfig | TensorRTConfig, *,
+             post=None) -> ModelMetadata:
+    """``post``: a detector's DetectionPostConfig (the post-processing baked into its end-to-end graph)."""
     if _is_detection(model_dir):
-        return _quantize_detector(model_dir, dataset_dir, output_dir, config)
+        return _quantize_detector(model_dir, dataset_dir, output_dir, config, post)
     if isinstance(config, TorchPTQConfig):
         from visioncompress.quantize.torch import quantize_torch as backend
     elif isinstance(config, OnnxPTQConfig):
@@ -43,9 +48,12 @@ def quantize(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, outpu
 
 def quantize_aware(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
                    config: TorchQATConfig | OpenVinoQATConfig, train_config: TrainConfig, *,
-                   checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
+                   checkpoint_dir: str | os.PathLike | None = None, post=None) -> ModelMetadata:
     if _is_detection(model_dir) and isinstance(config, OpenVinoQATConfig):
-        from visioncompress.detection.qat_openvino import qat_openvino_detector as backend
+        from visioncompress.detection.qat_openvino import qat_openvino_detector
+
+        return qat_openvino_detector(model_dir, dataset_dir, output_dir, config, train_config,
+                                     checkpoint_dir=checkpoint_dir, post=post)
     elif _is_detection(model_dir):
         raise ConfigError("ALGORITHM", type(config).__name__, "OpenVINO QAT (OpenVinoQATConfig) for detection models")
     elif isinstance(config, TorchQATConfig):
@@ -61,13 +69,18 @@ def _is_detection(model_dir) -> bool:
     return read_model_metadata(model_dir).task == "detection"
 
 
-def _quantize_detector(model_dir, dataset_dir, output_dir, config) -> ModelMetadata:
-    if not isinstance(config, OnnxPTQConfig):
-        raise ConfigError("ALGORITHM", type(config).__name__, "ONNX Runtime PTQ (OnnxPTQConfig) for detection models; "
-                          "OpenVINO INT8 for detectors comes from QAT (quantize_aware with OpenVinoQATConfig)")
-    from visioncompress.detection.onnx_ptq import quantize_detector_onnx
-
-    return quantize_detector_onnx(model_dir, dataset_dir, output_dir, config)
+def _quantize_detector(model_dir, dataset_dir, output_dir, config, post) -> ModelMetadata:
+    """Detectors are quantized end to end (image batch -> detections, post-processing left in FP)."""
+    if isinstance(config, OnnxPTQConfig):
+        from visioncompress.detection.onnx_ptq import quantize_detector_onnx as backend
+    elif isinstance(config, OpenVinoPTQConfig):
+        from visioncompress.detection.openvino_ptq import quantize_detector_openvino as backend
+    elif isinstance(config, TensorRTConfig):
+        from visioncompress.detection.tensorrt import make_detector_qdq_onnx as backend
+    else:
+        raise ConfigError("ALGORITHM", type(config).__name__, "ONNX Runtime, OpenVINO (NNCF) or TensorRT PTQ for "
+                          "detection models (PyTorch PTQ is for classifiers)")
+    return backend(model_dir, dataset_dir, output_dir, config, post)
 
 
 __all__ = ["quantize", "quantize_aware"]

@@ -48,13 +48,17 @@ class _CalibrationReader:
         pass
 
 
-def _quantize_static(fp32_path: Path, int8_path: Path, calibration, config: OnnxPTQConfig) -> None:
+def _quantize_static(fp32_path: Path, int8_path: Path, calibration, config: OnnxPTQConfig, *,
+                     exclude=None) -> list[str]:
+    """``exclude(prepared_path) -> node names`` that stay in floating point (a detector's post-processing);
+    returns those names."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = fp32_path.with_name("prepared.onnx")
     quant_pre_process(str(fp32_path), str(prepared))
     reader = _CalibrationReader(calibration)
+    excluded = list(exclude(prepared)) if exclude else []
     extra = {}
     if config.activation_type in {"QInt16", "QUInt16"} or config.weight_type in {"QInt16", "QUInt16"}:
         extra["UseQDQContribOps"] = True  # 16-bit Q/DQ needs the com.microsoft domain below opset 21
@@ -65,8 +69,10 @@ def _quantize_static(fp32_path: Path, int8_path: Path, calibration, config: Onnx
         activation_type=getattr(QuantType, config.activation_type),
         weight_type=getattr(QuantType, config.weight_type),
         calibrate_method=getattr(CalibrationMethod, config.calibrate_method),
+        nodes_to_exclude=excluded,
         extra_options=extra,
     )
+    return excluded
 
 
 def quantize_onnx(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from visioncompress.artifacts import ModelMetadata, staged_output, write_model_metadata
 from visioncompress.config import OpenVinoPTQConfig
 from visioncompress.log import get_logger
@@ -37,13 +39,30 @@ def quantize_openvino(model_dir: str | os.PathLike, dataset_dir: str | os.PathLi
     calibration = calibration_arrays(dataset, 1, limit=config.subset_size)
     log.info("NNCF PTQ on %d calibration images (TRANSFORMER=%s, preset=%s)",
              len(calibration), config.transformer, config.preset)
-    quantized = nncf.quantize(
-        ov_model, nncf.Dataset(calibration), subset_size=len(calibration),
+    common = dict(
+        subset_size=len(calibration),
         preset=nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance" else nncf.QuantizationPreset.MIXED,
         model_type=nncf.ModelType.TRANSFORMER if config.transformer else None,
     )
+    metrics = {}
+    if config.max_accuracy_drop > 0:
+        items = [(x[i:i + 1], int(y[i])) for x, y in dataset.batches("val", 64) for i in range(len(x))]
+
+        def validation_fn(compiled_model, validation_data) -> float:
+            hits = [int(np.argmax(compiled_model(x)[compiled_model.outputs[0]]) == y) for x, y in validation_data]
+            return 100.0 * sum(hits) / max(len(hits), 1)
+
+        log.info("NNCF PTQ with accuracy control: top-1 drop <= %g points on %d validation images",
+                 config.max_accuracy_drop, len(items))
+        quantized = nncf.quantize_with_accuracy_control(
+            ov_model, nncf.Dataset(calibration), nncf.Dataset(items, lambda item: item[0]), validation_fn,
+            max_drop=config.max_accuracy_drop, drop_type=nncf.DropType.ABSOLUTE, **common)
+        metrics["val_top1"] = validation_fn(ov.Core().compile_model(quantized, "CPU"), items)
+    else:
+        quantized = nncf.quantize(ov_model, nncf.Dataset(calibration), **common)
     metadata = derived_metadata(parent, model_dir, stage="quantize_openvino", precision="int8",
                                 config=config, fmt="openvino-ir")
+    metadata.metrics = {**metadata.metrics, **metrics}
     with staged_output(output_dir) as scratch:
         ov.save_model(quantized, str(scratch / metadata.file_name), compress_to_fp16=False)
         write_model_metadata(scratch, metadata)

@@ -106,15 +106,18 @@ class CalibrationReader:
         self._batches = self._dataset.batches(self.split, self._batch_size)
 
 
-def _quantize_qdq(fp32_path: Path, qdq_path: Path, reader: CalibrationReader, config: TensorRTConfig) -> None:
+def _quantize_qdq(fp32_path: Path, qdq_path: Path, reader, config: TensorRTConfig, *, exclude=None) -> list[str]:
+    """``exclude(prepared_path) -> node names`` left in floating point (a detector's post-processing)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = fp32_path.with_name("prepared.onnx")
     quant_pre_process(str(fp32_path), str(prepared))
+    excluded = list(exclude(prepared)) if exclude else []
     quantize_static(
         str(prepared), str(qdq_path), reader,
         quant_format=QuantFormat.QDQ,
+        nodes_to_exclude=excluded,
         per_channel=True,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
@@ -126,6 +129,7 @@ def _quantize_qdq(fp32_path: Path, qdq_path: Path, reader: CalibrationReader, co
             "QuantizeBias": False,
         },
     )
+    return excluded
 
 
 def _drop_unused_opsets(path: Path) -> None:
