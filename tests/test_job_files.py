@@ -22,6 +22,8 @@ EXPECTED = {
     "classification_torchprune_torchvision": "prune",
     "classification_torchprune_timm_vit": "prune",
     "detection_nncfqat_torchvision": "detect_qat_openvino",
+    "detection_nncf_ptq_torchvision": "detect_ptq_openvino",
+    "detection_tensorrt_torchvision": "detect_ptq_tensorrt",
     "detection_onnxquant_torchvision": "detect_ptq_onnx",
     "detection_mmrazordistill_torchvision": "detect_distill",
     "detection_mmrazorprune_torchvision": "detect_prune",
