@@ -10,9 +10,12 @@ TorchScript), ONNX Runtime (activation_type/quant_format auto) and OpenVINO (NNC
 checked per model and batch size; where one is missed, the runtimes' per-operator profiles (ONNX Runtime
 enable_profiling, OpenVINO PERF_COUNT) of the INT8 and FP32 models at that batch size are written beside it.
 
-    python -m bench.real_size [--tiny] [--models mobilenet_v2 resnet50]
+    python -m bench.real_size [--tiny] [--models mobilenet_v2 resnet50] [--no-torch] [--no-finetune]
 
-``--tiny`` (64 px, a few images, short timings) checks the whole path in a minute or two.
+``--tiny`` (64 px, a few images, short timings) checks the whole path in a few minutes. ``--no-torch`` measures
+ONNX Runtime and OpenVINO only and ``--no-finetune`` keeps the starting weights (an untrained 10-class head:
+latency is real, top-1 is not): for machines where PyTorch on the CPU is too slow to finish (a shared,
+oversubscribed machine). Results are written after each model.
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ class Sizes:
     measure: BenchmarkConfig
 
 
-REAL = Sizes(224, 1280, 500, 128, BenchmarkConfig(batch_size=32, extra_batch_sizes=[], warmup=3, iterations=40,
-                                                  time_budget_s=8, max_test_samples=500))
+REAL = Sizes(224, 1280, 300, 128, BenchmarkConfig(batch_size=32, extra_batch_sizes=[], warmup=3, iterations=30,
+                                                  time_budget_s=6, max_test_samples=300))
 TINY = Sizes(64, 128, 64, 32, BenchmarkConfig(batch_size=32, extra_batch_sizes=[], warmup=1, iterations=3,
                                               time_budget_s=1, max_test_samples=64))
 INT8 = [
@@ -159,18 +162,43 @@ def profiles(missed: list[dict], artifacts: dict[str, Path], dataset, threads: i
     return out
 
 
-def run_model(name: str, root: Path, sizes: Sizes) -> tuple[list[dict], list[dict], dict]:
+def _without_torch(fp32: Path, dataset: Path, measure: BenchmarkConfig) -> list[dict]:
+    """FP32 rows in ONNX Runtime and OpenVINO only (every float precision OpenVINO runs natively)."""
+    import tempfile
+
+    from visioncompress.benchmark.run import _fp32_conversions, _measure_file
+
+    threads = default_threads(measure.threads)
+    loaded = load_dataset(dataset)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend, converted, path in _fp32_conversions(fp32, loaded, ("onnxruntime", "openvino"), Path(tmp)):
+            size = round(sum(p.stat().st_size for p in path.parent.iterdir()) / 2**20, 3)
+            rows += _measure_file("fp32", backend, converted, path, size, loaded, measure, threads)
+    return rows
+
+
+def run_model(name: str, root: Path, sizes: Sizes, *, torch_rows: bool = True,
+              train: bool = True) -> tuple[list[dict], list[dict], dict]:
     data = DataConfig(insize=sizes.insize, max_train_samples=sizes.train, max_test_samples=sizes.test,
                       calibration_samples=sizes.calibration)
     dataset = _ensure(root / f"dataset-{sizes.insize}", lambda p: prepare_dataset(data, p))
-    train = TrainConfig(batch_size=32, finetune_epochs=1, learning_rate=0.0005 if name == "mobilenet_v2" else 0.001)
+    config = TrainConfig(batch_size=32, finetune_epochs=1, training=train,
+                         learning_rate=0.0005 if name == "mobilenet_v2" else 0.001)
     started = time.perf_counter()
-    fp32 = _ensure(root / name / "fp32", lambda p: finetune(dataset, p, model_config(name, root / name), train))
-    print(f"{name}: fine-tuned in {time.perf_counter() - started:.0f} s")
-    rows = benchmark(fp32, dataset, sizes.measure, fp32_runtimes=("torch", "onnxruntime", "openvino"))
+    fp32 = _ensure(root / name / ("fp32" if train else "fp32-untrained"),
+                   lambda p: finetune(dataset, p, model_config(name, root / name), config))
+    print(f"{name}: FP32 model ready in {time.perf_counter() - started:.0f} s")
+    if torch_rows:
+        rows = benchmark(fp32, dataset, sizes.measure, fp32_runtimes=("torch", "onnxruntime", "openvino"))
+    else:
+        rows = _without_torch(fp32, dataset, sizes.measure)
     artifacts = {"fp32": fp32}
-    for folder, config in INT8:
-        artifacts[folder] = _ensure(root / name / folder, lambda p, c=config: quantize(fp32, dataset, p, c))
+    for folder, quant in INT8:
+        if folder.startswith("torch") and not torch_rows:
+            continue
+        artifacts[folder] = _ensure(root / name / (folder if train else f"{folder}-untrained"),
+                                    lambda p, c=quant: quantize(fp32, dataset, p, c))
         rows += benchmark(artifacts[folder], dataset, sizes.measure, variant="int8")
     checks = check_targets(rows)
     missed = [c for c in checks if not c["met"]]
@@ -184,6 +212,8 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="*", default=["mobilenet_v2", "resnet50"])
     parser.add_argument("--tiny", action="store_true", help="64 px and a few images: checks the path, not speed")
     parser.add_argument("--fresh", action="store_true", help="rebuild every artifact")
+    parser.add_argument("--no-torch", action="store_true", help="ONNX Runtime and OpenVINO rows only")
+    parser.add_argument("--no-finetune", action="store_true", help="keep the starting weights (top-1 not meaningful)")
     args = parser.parse_args(argv)
     sizes = TINY if args.tiny else REAL
     if args.fresh:
@@ -192,9 +222,11 @@ def main(argv=None) -> None:
     load_before = os.getloadavg()
     result = {"machine": machine_description(), "load_average_before": [round(x, 2) for x in load_before],
               "models": {}}
+    result["torch_rows"], result["finetuned"] = not args.no_torch, not args.no_finetune
     sections = []
     for name in args.models:
-        rows, checks, profile = run_model(name, args.artifacts, sizes)
+        rows, checks, profile = run_model(name, args.artifacts, sizes, torch_rows=not args.no_torch,
+                                          train=not args.no_finetune)
         for row in rows:
             row["machine"] = result["machine"]
         result["models"][name] = {"rows": compare(rows), "targets": checks, "profiles": profile}
@@ -203,12 +235,21 @@ def main(argv=None) -> None:
                             title=f"{name} at {sizes.insize} px", plot_path=plot)
         sections.append((name, text, checks, profile))
         print("\n" + text_table(rows))
+        _write(args.output, result, sections, sizes, started)
+
+
+def _write(output: Path, result: dict, sections: list, sizes: Sizes, started: float) -> None:
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     result["seconds"] = round(time.perf_counter() - started)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    notes = []
+    if not result["torch_rows"]:
+        notes.append("PyTorch rows not measured (--no-torch)")
+    if not result["finetuned"]:
+        notes.append("not fine-tuned (--no-finetune): the 10-class head is untrained, top-1 is not meaningful")
     lines = [f"# make bench: {sizes.insize} px rows", "",
              f"{result['machine']}; load average (1/5/15 min) {result['load_average_before']} before, "
-             f"{result['load_average_after']} after; {result['seconds']} s.", ""]
+             f"{result['load_average_after']} after; {result['seconds']} s. {'; '.join(notes)}", ""]
     for name, text, checks, profile in sections:
         lines += [f"## {name}: targets", "", "| batch | check | measured | target | met |", "|---:|---|---:|---:|---|"]
         lines += [f"| {c['batch_size']} | {c['check']} | {c['value']} | {c['target']} | {'yes' if c['met'] else 'NO'} |"
@@ -219,8 +260,8 @@ def main(argv=None) -> None:
                 lines.append(f"- {precision}: " + ", ".join(f"{o['op']} {o['ms']:.2f} ms ({o['share']:.0%})"
                                                              for o in ops))
         lines += ["", text.replace("\n# ", "\n### ").replace("# ", "### ", 1), ""]
-    args.output.with_suffix(".md").write_text("\n".join(lines))
-    print(f"wrote {args.output} and {args.output.with_suffix('.md')}; {result['seconds']} s")
+    output.with_suffix(".md").write_text("\n".join(lines))
+    print(f"wrote {output} and {output.with_suffix('.md')}; {result['seconds']} s")
 
 
 if __name__ == "__main__":
