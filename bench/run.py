@@ -4,8 +4,10 @@ Fashion-MNIST at 32x32, resnet18 fine-tuned by our own stage. PTQ: each INT8 bac
 same runtime at batch 1 and 32. QAT: torch and OpenVINO INT8 after one QAT epoch. Distillation: a small
 student trained with the resnet18 teacher against the same student trained alone for the same epochs.
 Pruning: resnet18 at 50% fewer parameters, fine-tuned for 2 epochs on the full training split. Detection rows
-(bench/detection.py) go to results_detection.json. Artifacts are kept under bench/artifacts/ (reused unless
---fresh); `--only ptq` skips the training-based rows, `--only detection` runs the detection rows alone.
+(bench/detection.py) go to results_detection.json; the 224 px rows (bench/real_size.py: ImageNet MobileNetV2 and
+ResNet-50, every backend's float and INT8 forms, the issue's targets and profiles) to results_224.json. Artifacts
+are kept under bench/artifacts/ (reused unless --fresh); `--only ptq` skips the training-based rows,
+`--only detection` / `--only real-size` run those rows alone.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ PTQ_VARIANTS = {
     ],
     "int8-u8s8": [
         ("onnx-int8-u8s8", OnnxPTQConfig(batch_size=32, activation_type="QuantType.QUInt8", per_channel=True)),
+    ],
+    "int8-auto": [  # the form chosen for this CPU (and timed on it)
+        ("onnx-int8-auto", OnnxPTQConfig(batch_size=32, activation_type="auto", quant_format="auto", tune=True,
+                                         per_channel=True)),
     ],
 }
 
@@ -94,7 +100,8 @@ def run_training_based(artifacts: Path) -> list[dict]:
     rows += benchmark(student, dataset, MEASURE, variant="distilled")
     pruned = _ensure(artifacts / "pruned-50", lambda p: prune(
         fp32, dataset, p, PRUNE, TrainConfig(batch_size=32, finetune_epochs=2)))
-    rows += benchmark(pruned, dataset, MEASURE, variant="pruned-50")
+    # a pruned model is deployed through ONNX Runtime / OpenVINO too, not only eager PyTorch
+    rows += benchmark(pruned, dataset, MEASURE, variant="pruned-50", fp32_runtimes=("onnxruntime", "openvino"))
     return rows
 
 
@@ -103,7 +110,7 @@ def main(argv=None) -> None:
     parser.add_argument("--artifacts", type=Path, default=HERE / "artifacts")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--fresh", action="store_true", help="rebuild every artifact")
-    parser.add_argument("--only", choices=["all", "ptq", "detection", "detection-e2e"], default="all",
+    parser.add_argument("--only", choices=["all", "ptq", "detection", "detection-e2e", "real-size"], default="all",
                         help="which rows to measure")
     parser.add_argument("--detector", type=Path, default=None,
                         help="detection-e2e: start from this FP32 detector's weights instead of fine-tuning at 320 px")
@@ -112,6 +119,11 @@ def main(argv=None) -> None:
     if args.fresh:
         shutil.rmtree(args.artifacts, ignore_errors=True)
     outputs = []
+    if args.only in ("all", "real-size"):
+        from bench.real_size import main as real_size
+
+        real_size(["--artifacts", str(args.artifacts / "real-size"),
+                   "--output", str(args.output.with_name(args.output.stem + "_224.json"))])
     if args.only == "detection-e2e":
         from bench.detection import run_detection_e2e
 
@@ -119,7 +131,7 @@ def main(argv=None) -> None:
         output = args.output.with_name(args.output.stem + "_detection_e2e.json")
         output.with_name(output.stem + "_profiles.json").write_text(json.dumps(profiles, indent=2) + "\n")
         outputs.append((rows, output, "visioncompress make bench: end-to-end detectors at 320 px"))
-    elif args.only != "detection":
+    elif args.only not in ("detection", "real-size"):
         rows = run(args.artifacts, False)
         if args.only == "all":
             rows += run_training_based(args.artifacts)

@@ -19,7 +19,7 @@ def _rows(report):
 def test_distill_pipeline(tmp_path):
     report = run_local("distill", {**TINY, "TEACHER_MODEL": "resnet18", "EPOCHS": 1, "TEMPERATURE": 4}, tmp_path)
     variants = {r["variant"] for r in _rows(report)}
-    assert variants == {"fp32", "distilled"}
+    assert {"fp32", "fp32-eager", "distilled"} <= variants <= {"fp32", "fp32-eager", "bf16", "distilled"}
     (student,) = [p for p in report.parent.parent.glob("distill/distilled_model")]
     assert read_model_metadata(student).stage == "distill"
 
@@ -43,3 +43,24 @@ def test_compare_all_pipeline(tmp_path):
         ("qat-int8", "openvino"), ("distilled", "torch"), ("pruned", "torch")}
     text = report.read_text()
     assert "| qat-int8 | openvino |" in text and "| pruned | torch |" in text
+
+
+@pytest.mark.slow
+def test_prune_quantize_pipeline(tmp_path):
+    """Prune -> fine-tune -> INT8 on every CPU backend; the pruned model measured in every runtime too."""
+    report = run_local("prune_quantize", {**TINY, "insize": 32, "MODEL": "resnet18", "TARGET_PRUNE_RATE": 0.5,
+                                          "TRANSFORMER": False, "SUBSET_SIZE": 64, "LATENCY_BATCH_SIZES": [],
+                                          "WARMUP": 1, "ITERATIONS": 3}, tmp_path)
+    rows = _rows(report)
+    pairs = {(r["variant"], r["backend"]) for r in rows}
+    runtimes = ("torch", "onnxruntime", "openvino")
+    assert {(v, b) for v in ("fp32", "pruned", "pruned-int8") for b in runtimes} <= pairs
+    fp32 = {r["backend"]: r for r in rows if r["variant"] == "fp32" and r["batch_size"] == 1}
+    for row in rows:
+        assert row["insize"] == 32 and row["architecture"] == "resnet18"
+        if row["variant"] in ("pruned", "pruned-int8"):
+            assert row["size_mb"] < 0.6 * fp32[row["backend"]]["size_mb"]
+    onnx_int8 = next(r for r in rows if (r["variant"], r["backend"]) == ("pruned-int8", "onnxruntime"))
+    assert onnx_int8["int8_form"] in ("U8S8 QDQ", "S8S8 QDQ")  # the pipeline's preset: auto
+    text = report.read_text()
+    assert "Pareto front" in text and "data:image/png;base64," in text and "INT8 form" in text

@@ -19,15 +19,35 @@ def default_threads(threads: int = 0) -> int:
 
 
 class TorchRunner:
-    def __init__(self, module, threads: int):
+    """Eager or TorchScript module; ``dtype`` (e.g. torch.bfloat16) casts the input, logits come back as float32."""
+
+    def __init__(self, module, threads: int, dtype=None):
         import torch
 
         torch.set_num_threads(threads)
-        self._torch, self._module = torch, module
+        self._torch, self._module, self._dtype = torch, module, dtype
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
-            return self._module(self._torch.from_numpy(batch)).numpy()
+            x = self._torch.from_numpy(batch)
+            if self._dtype is not None:
+                x = x.to(self._dtype)
+            return self._module(x).float().numpy()
+
+
+def torchscript_frozen(module, example, dtype=None):
+    """``module`` compiled the way the PyTorch INT8 artifact is: ``torch.jit.trace`` then ``torch.jit.freeze``."""
+    import copy
+    import warnings
+
+    import torch
+
+    module = copy.deepcopy(module).eval()
+    if dtype is not None:
+        module, example = module.to(dtype), example.to(dtype)
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        return torch.jit.freeze(torch.jit.trace(module, example, check_trace=False).eval())
 
 
 class OnnxRunner:
@@ -48,15 +68,33 @@ class OnnxRunner:
         return self._session.run(None, {self._input: batch})
 
 
+OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def openvino_float_precisions() -> list[str]:
+    """Floating-point precisions this node's OpenVINO CPU plugin runs natively (fp32 always first)."""
+    import openvino as ov
+
+    capabilities = set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return ["fp32"] + [p for p, cap in (("bf16", "BF16"), ("fp16", "FP16")) if cap in capabilities]
+
+
 class OpenVinoRunner:
-    def __init__(self, path: Path, threads: int):
+    """``precision`` (fp32/bf16/fp16) sets INFERENCE_PRECISION_HINT; None keeps OpenVINO's default, which is
+    bf16 on CPUs with AVX-512 BF16 or AMX, so an FP32 measurement must ask for fp32."""
+
+    def __init__(self, path: Path, threads: int, precision: str | None = None):
         import openvino as ov
 
         core = ov.Core()
         model = core.read_model(str(path))
-        self._compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                           "PERFORMANCE_HINT": "LATENCY"})
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+        if precision is not None:
+            config["INFERENCE_PRECISION_HINT"] = OPENVINO_HINTS[precision]
+        self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
+        hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.inference_precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self._request.infer({0: batch})[0].copy()
@@ -67,8 +105,11 @@ class OpenVinoRunner:
         return [result[i].copy() for i in range(len(result))]
 
 
-def runner_for(metadata: ModelMetadata, model_path: Path, threads: int = 0, module=None):
-    """The runner for a model file of ``metadata.format`` (or an in-memory torch ``module``)."""
+def runner_for(metadata: ModelMetadata, model_path: Path, threads: int = 0, module=None, precision: str | None = None):
+    """The runner for a model file of ``metadata.format`` (or an in-memory torch ``module``).
+
+    ``precision`` only applies to OpenVINO (its INFERENCE_PRECISION_HINT); other runtimes run the file's own types.
+    """
     threads = default_threads(threads)
     if module is not None:
         return TorchRunner(module.eval(), threads)
@@ -84,7 +125,7 @@ def runner_for(metadata: ModelMetadata, model_path: Path, threads: int = 0, modu
     if fmt == "onnx":
         return OnnxRunner(model_path, threads)
     if fmt == "openvino-ir":
-        return OpenVinoRunner(model_path, threads)
+        return OpenVinoRunner(model_path, threads, precision)
     if fmt == "tensorrt-engine":
         from visioncompress.benchmark.tensorrt_runner import TensorRTRunner  # GPU nodes only
 

@@ -115,11 +115,17 @@ PARAMS: dict[str, Param] = _table(
           "also accept a whole pickled module as CUSTOM_MODEL_PATH / CUSTOM_TEACHER_PATH: loading it runs code from "
           "that file, so only for files whose author you trust"),
     Param('quant_format', str, 'QuantFormat.QDQ',
-          'QuantFormat.QDQ or QuantFormat.QOperator'),
+          "QuantFormat.QDQ, QuantFormat.QOperator, or auto (the form that is fast on this node's CPU, see "
+          "activation_type)"),
     Param('per_channel', bool, False,
           'per-channel weight scales'),
     Param('activation_type', str, 'QuantType.QInt8',
-          'activation data type'),
+          "activation data type (QuantType.QInt8, QUInt8, QInt16, QUInt16, QFLOAT8E4M3FN), or auto: unsigned "
+          "(U8S8) or signed (S8S8) 8-bit activations, whichever ONNX Runtime runs fast on this node's CPU (read "
+          "from its features; timed on the node with TUNE); an explicit type is always honoured"),
+    Param('TUNE', bool, False,
+          "ONNX Runtime PTQ with activation_type or quant_format auto: time the candidate INT8 forms on this "
+          "node (a few seconds each) and keep the fastest, instead of choosing from the CPU's features alone"),
     Param('weight_type', str, 'QuantType.QInt8',
           'weight data type'),
     Param('calibrate_method', str, 'MinMax',

@@ -70,6 +70,10 @@ PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in (
           DistillConfig),
     _spec("prune", "Structured pruning (torch-pruning) of the fine-tuned model, then fine-tuning; pruned vs FP32.",
           PruneConfig),
+    _spec("prune_quantize", "Fine-tune; structured pruning (torch-pruning) and fine-tuning; INT8 PTQ of the pruned "
+          "model on PyTorch, ONNX Runtime and OpenVINO; every variant in every CPU runtime, with a Pareto plot.",
+          PruneConfig, TorchPTQConfig, OnnxPTQConfig, OpenVinoPTQConfig,
+          defaults={"activation_type": "auto", "quant_format": "auto"}),
     _spec("qat_torch", "Fine-tune, then PyTorch quantization-aware training (FX, TorchScript INT8).",
           TorchQATConfig),
     _spec("qat_openvino", "Fine-tune, then OpenVINO quantization-aware training through NNCF.", OpenVinoQATConfig),

@@ -10,6 +10,7 @@ from visioncompress.errors import ConfigError
 TORCH_PTQ_CHOICES = ("static", "weight", "fusion")
 ONNX_QUANT_FORMATS = ("QDQ", "QOperator")
 ONNX_QUANT_TYPES = ("QInt8", "QUInt8", "QFLOAT8E4M3FN", "QInt16", "QUInt16")
+AUTO = "auto"  # activation_type / quant_format: the 8-bit form chosen for this node's CPU (quantize.onnx)
 ONNX_CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile", "Distribution")
 
 
@@ -38,18 +39,23 @@ class OnnxPTQConfig:
     weight_type: str = param('weight_type')
     calibrate_method: str = param('calibrate_method')
     batch_size: int = param('BATCH_SIZE')
+    tune: bool = param('TUNE')
 
     def __post_init__(self) -> None:
         self.quant_format = check_choice("quant_format", _strip_prefix(self.quant_format, "QuantFormat."),
-                                         ONNX_QUANT_FORMATS)
+                                         ONNX_QUANT_FORMATS + (AUTO,))
         self.per_channel = check_bool("per_channel", self.per_channel)
         self.activation_type = check_choice("activation_type", _strip_prefix(self.activation_type, "QuantType."),
-                                            ONNX_QUANT_TYPES)
+                                            ONNX_QUANT_TYPES + (AUTO,))
         self.weight_type = check_choice("weight_type", _strip_prefix(self.weight_type, "QuantType."),
                                         ONNX_QUANT_TYPES)
         self.calibrate_method = check_choice("calibrate_method", self.calibrate_method, ONNX_CALIBRATION_METHODS)
         self.batch_size = check_int("BATCH_SIZE", self.batch_size, minimum=1)
+        self.tune = check_bool("TUNE", self.tune)
         types = {self.activation_type, self.weight_type}
+        if AUTO in (self.activation_type, self.quant_format) and self.weight_type not in {"QInt8", "QUInt8"}:
+            raise ConfigError("weight_type", self.weight_type, "QuantType.QInt8 or QuantType.QUInt8 when "
+                              "activation_type or quant_format is auto (auto chooses among 8-bit forms)")
         # onnxruntime refuses these combinations deep inside quantize_static; refuse them here instead.
         if self.quant_format == "QOperator" and types & {"QInt16", "QUInt16"}:
             raise ConfigError("quant_format", "QuantFormat.QOperator",

@@ -15,32 +15,80 @@ from visioncompress.report.tables import QUALITY_LABELS, compare, markdown_table
 log = get_logger("report")
 
 
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """The rows no other row beats on both latency (p50, lower) and accuracy (higher), fastest first.
+
+    Rows are compared within one batch size; pass the rows of one batch size.
+    """
+    ordered = sorted(rows, key=lambda r: (r["p50_ms"], -r[quality(r)]))
+    front: list[dict] = []
+    for row in ordered:
+        if not front or row[quality(row)] > front[-1][quality(front[-1])]:
+            front.append(row)
+    return front
+
+
 def plot_png(rows: list[dict]) -> bytes:
-    """Latency (p50) against top-1, one point per variant/backend/batch size."""
+    """Accuracy against latency (p50), one point per variant/backend, one panel per batch size; the Pareto
+    front (no other variant both faster and more accurate) is joined by a line and its points are filled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     batch_sizes = sorted({r["batch_size"] for r in rows})
-    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(5 * len(batch_sizes), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(6 * len(batch_sizes), 4.5), squeeze=False)
     backends = sorted({r["backend"] for r in rows})
     colours = {b: plt.cm.tab10(i) for i, b in enumerate(backends)}
     for ax, batch_size in zip(axes[0], batch_sizes):
-        for i, r in enumerate(r for r in rows if r["batch_size"] == batch_size):
-            marker = "o" if r["variant"] == "fp32" else "s"
-            ax.scatter(r["p50_ms"], r[quality(r)], marker=marker, color=colours[r["backend"]])
+        panel = [r for r in rows if r["batch_size"] == batch_size]
+        front = pareto_front(panel)
+        ax.step([r["p50_ms"] for r in front], [r[quality(r)] for r in front], where="post", color="grey",
+                alpha=0.6, linewidth=1, label="Pareto front")
+        for i, r in enumerate(panel):
+            on_front = any(r is f for f in front)
+            marker = "o" if r.get("precision") in ("fp32", "bf16", "fp16") else "s"
+            ax.scatter(r["p50_ms"], r[quality(r)], marker=marker, color=colours[r["backend"]],
+                       facecolors=colours[r["backend"]] if on_front else "none", s=36)
             ax.annotate(f"{r['variant']}/{r['backend']}", (r["p50_ms"], r[quality(r)]), fontsize=7,
                         xytext=(4, 4 + 7 * (i % 3)), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(f"p50 latency (ms, log scale), batch {batch_size}")
         ax.set_ylabel(QUALITY_LABELS[quality(rows[0])])
         ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle("accuracy against latency (filled: on the Pareto front; circles float, squares integer)",
+                 fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def choices_description(rows: list[dict]) -> str:
+    """How each row ran (PyTorch eager or TorchScript, OpenVINO's precision hint) and the INT8 forms chosen."""
+    lines = []
+    seen = set()
+    for r in rows:
+        key = (r["variant"], r["backend"])
+        if key in seen:
+            continue
+        seen.add(key)
+        text = f"- {r['variant']}/{r['backend']}: {r.get('execution') or r.get('format', '')}"
+        if r.get("int8_form"):
+            text += f"; INT8 form {r['int8_form']}, chosen because {r['int8_form_reason']}"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def pareto_description(rows: list[dict]) -> str:
+    parts = []
+    for batch_size in sorted({r["batch_size"] for r in rows}):
+        front = pareto_front([r for r in rows if r["batch_size"] == batch_size])
+        parts.append(f"batch {batch_size}: " + " → ".join(
+            f"{r['variant']}/{r['backend']} ({r['p50_ms']:.2f} ms, {r[quality(r)]:.2f})" for r in front))
+    return "Pareto front (fastest first; each next point is slower and more accurate): " + "; ".join(parts) + "."
 
 
 def machine_description() -> str:
@@ -52,7 +100,10 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}"
+    from visioncompress.cpu import cpu_features
+
+    return (f"{cpu} [{cpu_features().summary()}], {len(os.sched_getaffinity(0))} cores, "
+            f"Python {platform.python_version()}")
 
 
 def threads_description(rows: list[dict]) -> str:
@@ -67,15 +118,26 @@ def threads_description(rows: list[dict]) -> str:
 
 
 def build_report(rows: list[dict], markdown_path: str | os.PathLike, json_path: str | os.PathLike | None = None,
-                 *, title: str = "visioncompress comparison") -> str:
-    """Write the Markdown report (plot embedded) and, if asked, the enriched rows as JSON."""
+                 *, title: str = "visioncompress comparison", plot_path: str | os.PathLike | None = None) -> str:
+    """Write the Markdown report (plot embedded) and, if asked, the enriched rows as JSON and the plot as PNG."""
     table = markdown_table(rows)
-    image = base64.b64encode(plot_png(rows)).decode() if rows else ""
+    png = plot_png(rows) if rows else b""
+    image = base64.b64encode(png).decode()
+    if plot_path and png:
+        Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(plot_path).write_bytes(png)
+    compared = compare(rows)
+    references = sorted({f"batch {r['batch_size']}: {r['fastest_float']}" for r in compared if r.get("fastest_float")})
     text = "\n".join([
         f"# {title}", "",
-        f"Measured on {machine_description()}. Speed-up and the accuracy change (Δ) are against FP32 "
-        "in the same runtime at the same batch size.", threads_description(rows), "", table, "",
+        f"Measured on {machine_description()}. The accuracy change (Δ) and the first speed-up are against FP32 "
+        "in the same runtime at the same batch size (PyTorch FP32: TorchScript trace+freeze, the form its INT8 "
+        "model runs in; `fp32-eager` is eager PyTorch; OpenVINO FP32 runs with INFERENCE_PRECISION_HINT=f32, "
+        "BF16/FP16 are rows of their own). The second speed-up is against the fastest floating-point row of "
+        f"any runtime ({'; '.join(references) or 'none measured'}).", threads_description(rows), "", table, "",
         f"![latency vs accuracy](data:image/png;base64,{image})" if image else "", "",
+        pareto_description(rows) if rows else "", "",
+        "How each row ran:", "", choices_description(rows), "",
     ])
     Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
     Path(markdown_path).write_text(text)
