@@ -164,6 +164,26 @@ class DetectionData:
                        "image_id": int(i) + 1} for i in index]
 
 
+    def loader(self, name: str, batch_size: int, *, train: bool = False, seed: int = 0, epoch: int = 0,
+               drop_last: bool = False, workers: int = 0, pin_memory: bool = False, rank: int = 0,
+               world_size: int = 1, limit: int = 0):
+        """The training engine's batches: (images float N x 3 x S x S in [0, 1], targets) of this rank's
+        shard; ``train`` shuffles (order a function of seed and epoch)."""
+        import torch
+
+        from visioncompress.data.loaders import ShardedBatches
+
+        def load(index_batches):
+            images, targets = self.split(name)
+            for index in index_batches:
+                x = torch.from_numpy(images[index]).permute(0, 3, 1, 2).float().div_(255.0)
+                yield x, [{"boxes": torch.from_numpy(targets[i]["boxes"]),
+                           "labels": torch.from_numpy(targets[i]["labels"]), "image_id": int(i) + 1} for i in index]
+
+        return ShardedBatches(int(self.manifest.splits.get(name, 0)), batch_size, load, train=train, seed=seed,
+                              epoch=epoch, drop_last=drop_last, rank=rank, world_size=world_size, limit=limit)
+
+
 def load_detection_dataset(directory: str | os.PathLike) -> DetectionData:
     manifest = read_dataset_manifest(directory)
     if manifest.task != "detection":
