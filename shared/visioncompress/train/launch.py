@@ -105,6 +105,8 @@ def launch(stage: str, params: Mapping[str, Any], artifacts: Mapping[str, Any], 
         root = str(Path(visioncompress.__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
         env["VC_LAUNCH_ERRORS"] = str(workdir)
+        # the step's CPUs shared among its processes (torchrun's own default is one thread each)
+        env["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // processes))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
                    "-m", "visioncompress.train.launch", str(spec_path)]
         print(f"{stage}: {processes} training processes: {' '.join(command[1:])}", flush=True)
