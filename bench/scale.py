@@ -100,7 +100,7 @@ def measure_prepare_epoch(args) -> dict:
     from visioncompress.config import DataConfig, TrainConfig
     from visioncompress.data import load_dataset, prepare_dataset
     from visioncompress.models.zoo import build_classifier
-    from visioncompress.train.loop import train
+    from visioncompress.train import ClassificationTask, fit
 
     import torchvision  # noqa: F401  (its import, ~10 s on a loaded machine, is no part of data preparation)
 
@@ -116,8 +116,9 @@ def measure_prepare_epoch(args) -> dict:
                        workers=args.workers)
     torch.manual_seed(0)
     model = build_classifier("resnet18", manifest.num_classes, input_size=args.insize)
-    train(model, dataset, TrainConfig(batch_size=args.batch_size, finetune_epochs=1, learning_rate=0.001),
-          epochs=1, name="scale")
+    fit(model, ClassificationTask(dataset), TrainConfig(batch_size=args.batch_size, finetune_epochs=1,
+                                                         learning_rate=0.001, workers=args.workers), epochs=1,
+        name="scale")
     finished = time.perf_counter()
     measured = args.steps * args.batch_size
     return {
@@ -165,7 +166,7 @@ def measure_step_time(args) -> dict:
     from visioncompress.config import TrainConfig
     from visioncompress.data import load_dataset
     from visioncompress.models.zoo import build_classifier
-    from visioncompress.train.loop import train
+    from visioncompress.train import ClassificationTask, fit
 
     torch.set_num_threads(args.threads)
     source = load_dataset(Path(args.workdir) / f"dataset-{args.images}-{args.insize}")
@@ -208,7 +209,7 @@ def measure_step_time(args) -> dict:
     def engine() -> float:
         model = fresh()
         started = time.perf_counter()
-        train(model, InMemory(), config, epochs=1, name="scale-step")
+        fit(model, ClassificationTask(InMemory()), config, epochs=1, name="scale-step")
         return (time.perf_counter() - started) / len(batches)
 
     runs = [(bare(), engine()) for _ in range(2)]  # interleaved, best of two each: the machine's load drifts

@@ -173,13 +173,13 @@ def test_classification_model_against_detection_data_is_refused(fp32_model_dir, 
 
 def test_student_floor_refuses_a_collapsed_student():
     from visioncompress.detection.distill import check_student_floor
-    from visioncompress.detection.train import DetectionTrainResult
+    from visioncompress.train.engine import TrainResult
     from visioncompress.errors import TrainingError
 
-    collapsed = DetectionTrainResult(history=[{"epoch": 1, "loss_bbox_regression": 1.0}], best_val_map=0.0)
+    collapsed = TrainResult(history=[{"epoch": 1, "loss_bbox_regression": 1.0}], best_val=0.0)
     with pytest.raises(TrainingError, match="MIN_STUDENT_SHARE=0.25.*bbox_regression 1.0"):
         check_student_floor(collapsed, 12.0, 0.25)
-    check_student_floor(DetectionTrainResult(best_val_map=3.0), 12.0, 0.25)  # at the floor: accepted
+    check_student_floor(TrainResult(best_val=3.0), 12.0, 0.25)  # at the floor: accepted
     check_student_floor(collapsed, 12.0, 0.0)  # the check turned off
     check_student_floor(collapsed, 0.5, 0.25)  # a teacher below 1 mAP gives no floor to measure against
     with pytest.raises(ConfigError, match="MIN_STUDENT_SHARE"):

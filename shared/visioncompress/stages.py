@@ -69,6 +69,13 @@ class Stage:
 
 # ---- the bodies: each turns artifacts + configs into one library call ----------------------------------
 
+def _checkpoints(a, out):
+    """The training stage's local checkpoint folder (durable when its location is object storage)."""
+    from visioncompress.train.checkpoint import durable_checkpoints
+
+    return durable_checkpoints(a.get("_checkpoints") or out.path + ".checkpoints")
+
+
 def _data_prep(a, c):
     from visioncompress.data import prepare_dataset
     from visioncompress.kfp_io import describe_dataset
@@ -81,8 +88,8 @@ def _finetune(a, c):
     from visioncompress.train import finetune
 
     out = a["model"]
-    result = finetune(a["dataset"].path, out.path, c[ModelConfig], c[TrainConfig],
-                      checkpoint_dir=out.path + ".checkpoints")
+    with _checkpoints(a, out) as checkpoints:
+        result = finetune(a["dataset"].path, out.path, c[ModelConfig], c[TrainConfig], checkpoint_dir=checkpoints)
     describe_model(out, result)
     log_training(a["metrics"], result.metrics)
 
@@ -101,8 +108,9 @@ def _qat(a, c, config_class):
     from visioncompress.quantize import quantize_aware
 
     out = a["quantized_model"]
-    result = quantize_aware(a["model"].path, a["dataset"].path, out.path, c[config_class], c[TrainConfig],
-                            checkpoint_dir=out.path + ".checkpoints", post=c.get(DetectionPostConfig))
+    with _checkpoints(a, out) as checkpoints:
+        result = quantize_aware(a["model"].path, a["dataset"].path, out.path, c[config_class], c[TrainConfig],
+                                checkpoint_dir=checkpoints, post=c.get(DetectionPostConfig))
     describe_model(out, result)
     log_training(a["metrics"], result.metrics)
 
@@ -112,9 +120,9 @@ def _distill(a, c):
     from visioncompress.kfp_io import describe_model, log_metrics
 
     out, teacher = a["distilled_model"], a.get("teacher")
-    result = distill(a["dataset"].path, out.path, c[ModelConfig], c[TrainConfig], c[DistillConfig],
-                     teacher_dir=teacher.path if teacher is not None else None,
-                     checkpoint_dir=out.path + ".checkpoints")
+    with _checkpoints(a, out) as checkpoints:
+        result = distill(a["dataset"].path, out.path, c[ModelConfig], c[TrainConfig], c[DistillConfig],
+                         teacher_dir=teacher.path if teacher is not None else None, checkpoint_dir=checkpoints)
     describe_model(out, result)
     log_metrics(a["metrics"], result.metrics)  # the scalars; per-epoch history stays in model.json
 
@@ -124,8 +132,9 @@ def _prune(a, c):
     from visioncompress.prune import prune
 
     out = a["pruned_model"]
-    result = prune(a["model"].path, a["dataset"].path, out.path, c[PruneConfig], c[TrainConfig],
-                   checkpoint_dir=out.path + ".checkpoints")
+    with _checkpoints(a, out) as checkpoints:
+        result = prune(a["model"].path, a["dataset"].path, out.path, c[PruneConfig], c[TrainConfig],
+                       checkpoint_dir=checkpoints)
     describe_model(out, result)
     log_metrics(a["metrics"], result.metrics)
 
@@ -135,8 +144,9 @@ def _prune_detection(a, c):
     from visioncompress.kfp_io import describe_model, log_metrics
 
     out = a["pruned_model"]
-    result = prune_detector(a["model"].path, a["dataset"].path, out.path, c[GroupFisherConfig], c[TrainConfig],
-                            checkpoint_dir=out.path + ".checkpoints")
+    with _checkpoints(a, out) as checkpoints:
+        result = prune_detector(a["model"].path, a["dataset"].path, out.path, c[GroupFisherConfig],
+                                c[TrainConfig], checkpoint_dir=checkpoints)
     describe_model(out, result)
     log_metrics(a["metrics"], result.metrics)
 
@@ -308,4 +318,21 @@ def run_stage(name: str, args: Mapping[str, Any]) -> None:
             from visioncompress.resources import apply_threads
 
             get_logger(name).info("%s: %s", name, apply_threads(int(threads)).describe())
+        if spec.kind == "train":
+            from visioncompress.train.cluster import run_if_multi_node
+            from visioncompress.train.launch import launch, prepare
+
+            # NUM_NODES > 1: this pod only submits and watches a TrainJob (or PyTorchJob) that runs the stage
+            # on the nodes (never inside such a job: its pods run the stage itself).
+            if run_if_multi_node(name, artifacts, params):
+                return
+
+            # DEVICE, NUM_PROCESSES and CHECKPOINT_URI are checked here, before any work.
+            output = spec.outputs[0][0]
+            processes, artifacts["_checkpoints"] = prepare(name, configs[TrainConfig], artifacts[output])
+            if processes > 1:
+                launch(name, params, artifacts, processes, artifacts["_checkpoints"],
+                       inputs=tuple(n for n, _ in (*spec.inputs, *spec.optional_inputs)),
+                       outputs=tuple(n for n, _ in spec.outputs))
+                return
         spec.run({**artifacts, "_params": params}, configs)

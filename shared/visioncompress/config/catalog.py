@@ -224,7 +224,7 @@ PARAMS: dict[str, Param] = _table(
           "on CPU"),
     Param('NUM_PROCESSES', int, 0,
           "training processes in this step (torch.distributed: NCCL on GPUs, Gloo on CPU); 0 = one per visible "
-          "GPU, 1 on CPU"),
+          "GPU, 1 on CPU; BATCH_SIZE stays the global batch, split across them"),
     Param('WORKERS', int, 2,
           "DataLoader worker processes per training process that decode, resize and augment images (0 = in the "
           "training process)"),
@@ -237,8 +237,9 @@ PARAMS: dict[str, Param] = _table(
           "epochs of linear learning-rate warm-up before LR_SCHEDULER takes over"),
     Param('CHECKPOINT_URI', str, '',
           "where each training stage writes its per-epoch checkpoint and resumes from after a retry or restart: "
-          "s3://bucket/prefix, minio://bucket/prefix or a mounted path; empty = under the pipeline root when "
-          "that is object storage, else beside the step's output (lost with the pod)"),
+          "s3://bucket/prefix, minio://bucket/prefix or a mounted path (each stage under <prefix>/<stage>); empty = "
+          "beside the step's output artifact when the pipeline root is object storage, else a local folder "
+          "(lost with the pod)"),
     Param('TRAIN_ON_GPU', bool, False,
           "place the training steps on the GPU pool (accelerator, node selector and toleration as the TensorRT "
           "steps) instead of the CPU pool"),

@@ -14,11 +14,11 @@ from visioncompress.detection.data import DetectionData, load_detection_dataset
 from visioncompress.detection.feature_kd import MIN_PKD_POSITIONS, FeatureDistiller, usable_level
 from visioncompress.detection.finetune import initial_detector, train_with
 from visioncompress.detection.heads import DetectorCore, family, losses
-from visioncompress.detection.train import DetectionTrainResult, evaluate_map
 from visioncompress.detection.zoo import build_detector, detection_model_names
 from visioncompress.errors import ArtifactError, ConfigError, TrainingError
 from visioncompress.log import get_logger
 from visioncompress.models import load_torch_module, load_user_checkpoint, save_torch_model
+from visioncompress.train.engine import TrainResult, evaluate_map
 from visioncompress.train.finetune import seed_everything
 
 log = get_logger("detection.distill")
@@ -73,13 +73,13 @@ def _shapes(detector, insize: int, batch_size: int) -> list[tuple[int, int, int,
 def _teacher_features(teacher, images):
     with torch.no_grad():
         if family(teacher) == "two-stage":
-            normalised = (images - torch.tensor(teacher.transform.image_mean).view(1, -1, 1, 1)) / \
-                torch.tensor(teacher.transform.image_std).view(1, -1, 1, 1)
+            normalised = (images - images.new_tensor(teacher.transform.image_mean).view(1, -1, 1, 1)) / \
+                images.new_tensor(teacher.transform.image_std).view(1, -1, 1, 1)
             return list(teacher.backbone(normalised).values())
         return DetectorCore(teacher).features(images)
 
 
-def check_student_floor(result: DetectionTrainResult, teacher_map: float | None, share: float) -> None:
+def check_student_floor(result: TrainResult, teacher_map: float | None, share: float) -> None:
     """Refuse a student whose best validation mAP stays below ``share`` of the teacher's (MIN_STUDENT_SHARE)."""
     if not share or teacher_map is None or result.best_val_map is None:
         return
@@ -124,7 +124,7 @@ def distill_detector(dataset_dir: str | os.PathLike, output_dir: str | os.PathLi
              config.method.upper(), used, len(shapes), [tuple(s[-2:]) for s in shapes], train_config.batch_size)
     if finetune_teacher is None:
         finetune_teacher = teacher_dir is None and train_config.training
-    teacher_result = DetectionTrainResult()
+    teacher_result = TrainResult()
     if finetune_teacher and train_config.finetune_epochs > 0:
         log.info("fine-tuning the teacher (%s) for %d epoch(s)", teacher_source, train_config.finetune_epochs)
         teacher_result = train_with(teacher, data, train_config, epochs=train_config.finetune_epochs,
@@ -146,7 +146,8 @@ def distill_detector(dataset_dir: str | os.PathLike, output_dir: str | os.PathLi
 
     result = train_with(student, data, TrainConfig(**{**train_config.__dict__, "seed": config.seed}),
                         epochs=config.epochs, learning_rate=config.lr, name="distill", checkpoint_dir=checkpoint_dir,
-                        loss_fn=loss_fn, extras={"distiller": distiller})
+                        loss_fn=loss_fn, extras={"distiller": distiller}, companions=(teacher,),
+                        weight_decay=config.weight_decay)
     check_student_floor(result, teacher_map, config.min_student_share)
     metadata = ModelMetadata(
         task="detection", architecture=student_config.model, classes=manifest.classes, input_size=insize,

@@ -7,11 +7,11 @@ import os
 from visioncompress.artifacts import ModelMetadata
 from visioncompress.config import ModelConfig, TrainConfig, to_spec
 from visioncompress.detection.data import DetectionData, load_detection_dataset
-from visioncompress.detection.train import DetectionTrainResult, evaluate_map, train_detector
 from visioncompress.detection.zoo import build_detector, detection_model_names
 from visioncompress.errors import ConfigError
 from visioncompress.log import get_logger
 from visioncompress.models import load_user_checkpoint, save_torch_model
+from visioncompress.train.engine import DetectionTask, TrainResult, evaluate_map, fit
 
 log = get_logger("detection.finetune")
 
@@ -36,11 +36,12 @@ def initial_detector(model_config: ModelConfig, data: DetectionData):
 
 
 def train_with(model, data: DetectionData, train_config: TrainConfig, *, epochs: int, learning_rate: float,
-               name: str, checkpoint_dir=None, **kwargs) -> DetectionTrainResult:
-    return train_detector(model, data, epochs=epochs, batch_size=train_config.batch_size,
-                          learning_rate=learning_rate, optimizer_name=train_config.optimizer, seed=train_config.seed,
-                          validate=train_config.validate, validation_interval=train_config.validation_interval,
-                          checkpoint_dir=checkpoint_dir, name=name, **kwargs)
+               name: str, checkpoint_dir=None, loss_fn=None, evaluate=None, warmup: bool = True,
+               **kwargs) -> TrainResult:
+    """The engine with the detection task (its loss, mAP and default warm-up); ``kwargs`` go to ``fit``."""
+    task = DetectionTask(data, loss_fn=loss_fn, evaluate_fn=evaluate, warmup=warmup)
+    return fit(model, task, train_config, epochs=epochs, learning_rate=learning_rate, name=name,
+               checkpoint_dir=checkpoint_dir, **kwargs)
 
 
 def finetune_detector(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, model_config: ModelConfig,
@@ -51,7 +52,7 @@ def finetune_detector(dataset_dir: str | os.PathLike, output_dir: str | os.PathL
 
     seed_everything(train_config.seed)  # the initial weights follow SEED, not whatever ran before
     model = initial_detector(model_config, data)
-    result = DetectionTrainResult()
+    result = TrainResult()
     if train_config.training and train_config.finetune_epochs > 0:
         log.info("fine-tuning %s for %d epoch(s) on %d images", model_config.model, train_config.finetune_epochs,
                  manifest.splits["train"])

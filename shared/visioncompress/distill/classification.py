@@ -16,7 +16,7 @@ from visioncompress.errors import ArtifactError, ConfigError
 from visioncompress.log import get_logger
 from visioncompress.models import build_classifier, load_torch_module, load_user_checkpoint, save_torch_model
 from visioncompress.train.finetune import initial_model, seed_everything
-from visioncompress.train.loop import TrainResult, evaluate_top1, train
+from visioncompress.train.engine import ClassificationTask, TrainResult, evaluate_top1, fit
 
 log = get_logger("distill")
 
@@ -118,7 +118,8 @@ def distill(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, stude
     teacher_result = TrainResult()
     if finetune_teacher and train_config.finetune_epochs > 0:
         log.info("fine-tuning the teacher (%s) for %d epoch(s)", teacher_source, train_config.finetune_epochs)
-        teacher_result = train(teacher, dataset, train_config, epochs=train_config.finetune_epochs,
+        teacher_result = fit(teacher, ClassificationTask(dataset, train_config.criterion), train_config,
+                             epochs=train_config.finetune_epochs,
                                checkpoint_dir=checkpoint_dir, name="distill-teacher")
     has_val = bool(manifest.splits.get("val"))
     teacher.eval()
@@ -135,8 +136,9 @@ def distill(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, stude
     student_config = dataclasses.replace(train_config, seed=config.seed)
     log.info("distilling into %s for %d epoch(s) (LAMBDA %s, TEMPERATURE %s)", student_source, config.epochs,
              config.lambda_, config.temperature)
-    result = train(student, dataset, student_config, epochs=config.epochs, learning_rate=config.lr,
-                   weight_decay=config.weight_decay, loss_fn=loss_fn, checkpoint_dir=checkpoint_dir, name="distill")
+    result = fit(student, ClassificationTask(dataset, loss_fn=loss_fn), student_config, epochs=config.epochs,
+                 learning_rate=config.lr, weight_decay=config.weight_decay, companions=(teacher,),
+                 checkpoint_dir=checkpoint_dir, name="distill")
     val_top1 = result.best_val_top1
     if val_top1 is None and has_val:
         val_top1 = round(evaluate_top1(student, dataset, "val"), 3)

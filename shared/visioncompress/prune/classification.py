@@ -23,7 +23,7 @@ from visioncompress.errors import ConfigError, VisionCompressError
 from visioncompress.log import get_logger
 from visioncompress.models import save_torch_model
 from visioncompress.quantize._common import load_inputs
-from visioncompress.train.loop import TrainResult, evaluate_top1, train
+from visioncompress.train.engine import ClassificationTask, TrainResult, evaluate_top1, fit
 from visioncompress.train.losses import make_criterion
 
 log = get_logger("prune")
@@ -238,7 +238,8 @@ def sparse_train(model, example, dataset, config: PruneConfig, train_config: Tra
     pruner.update_regularizer()
     # Without validation the loop keeps the last (sparsest) weights rather than the best-val ones.
     sparse_config = dataclasses.replace(train_config, validate=False)
-    result = train(model, dataset, sparse_config, epochs=config.sparsity_epochs,
+    result = fit(model, ClassificationTask(dataset, sparse_config.criterion), sparse_config,
+                 epochs=config.sparsity_epochs,
                    after_backward=lambda m: pruner.regularize(m), checkpoint_dir=checkpoint_dir, name="prune-sparse")
     model.zero_grad(set_to_none=True)
     return result
@@ -289,7 +290,8 @@ def prune(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_d
 
     result = TrainResult()
     if train_config.training and train_config.finetune_epochs > 0:
-        result = train(pruned, dataset, train_config, epochs=train_config.finetune_epochs, loss_fn=None,
+        result = fit(pruned, ClassificationTask(dataset, train_config.criterion), train_config,
+                     epochs=train_config.finetune_epochs,
                        checkpoint_dir=checkpoint_dir, name="prune-finetune")
     val_top1 = result.best_val_top1
     if val_top1 is None and has_val:

@@ -39,7 +39,7 @@ from visioncompress.log import get_logger
 from visioncompress.quantize._common import calibration_arrays, derived_metadata, load_inputs
 from visioncompress.quantize.openvino import convert_to_openvino
 from visioncompress.quantize.qat_torch import qat_metrics, qat_params, qat_train_config
-from visioncompress.train.loop import train
+from visioncompress.train.engine import ClassificationTask, fit
 
 log = get_logger("quantize.qat_openvino")
 
@@ -148,7 +148,8 @@ def qat_openvino(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, o
     quantized = _quantized_model(model, dataset, config, checkpoint_dir)
     log.info("NNCF QAT (%s kernels): %d epoch(s) at learning rate %g, batch %d", kernels, config.qat_epochs,
              config.qat_learning_rate, config.batch_size)
-    result = train(quantized, dataset, qat_train_config(train_config, config), epochs=config.qat_epochs,
+    qat_config = qat_train_config(train_config, config)
+    result = fit(quantized, ClassificationTask(dataset, qat_config.criterion), qat_config, epochs=config.qat_epochs,
                    learning_rate=config.qat_learning_rate, checkpoint_dir=checkpoint_dir, name=STAGE)
     ov_model = convert_to_openvino(quantized, example)
     metadata = derived_metadata(parent, model_dir, stage=STAGE, precision="int8", config=config, fmt="openvino-ir")

@@ -23,7 +23,7 @@ from visioncompress.config.qat import OpenVinoQATConfig, TorchQATConfig
 from visioncompress.log import get_logger
 from visioncompress.models import save_torchscript
 from visioncompress.quantize._common import derived_metadata, load_inputs
-from visioncompress.train.loop import TrainResult, train
+from visioncompress.train.engine import ClassificationTask, TrainResult, fit
 
 log = get_logger("quantize.qat_torch")
 
@@ -67,7 +67,8 @@ def qat_torch(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, outp
     prepared = prepare_qat(model, example, config.engine)
     log.info("torch QAT (engine %s): %d epoch(s) at learning rate %g, batch %d", config.engine, config.qat_epochs,
              config.qat_learning_rate, config.batch_size)
-    result = train(prepared, dataset, qat_train_config(train_config, config), epochs=config.qat_epochs,
+    qat_config = qat_train_config(train_config, config)
+    result = fit(prepared, ClassificationTask(dataset, qat_config.criterion), qat_config, epochs=config.qat_epochs,
                    learning_rate=config.qat_learning_rate, checkpoint_dir=checkpoint_dir, name="qat_torch")
     quantized = convert_fx(prepared.eval())
     with torch.inference_mode():

@@ -1,6 +1,7 @@
-"""Training: fine-tuning, the shared loop, losses."""
+"""Training: the one engine (both tasks), fine-tuning, losses, checkpoints, multi-process launch."""
 
+from visioncompress.train.engine import ClassificationTask, DetectionTask, TrainResult, evaluate_top1, fit
 from visioncompress.train.finetune import finetune, initial_model
-from visioncompress.train.loop import TrainResult, evaluate_top1, train
 
-__all__ = ["TrainResult", "evaluate_top1", "finetune", "initial_model", "train"]
+__all__ = ["ClassificationTask", "DetectionTask", "TrainResult", "evaluate_top1", "finetune", "fit",
+           "initial_model"]

@@ -10,6 +10,11 @@ Everything is stored as state dicts, tensors, numbers, strings and lists, so tha
 loads with ``torch.load(weights_only=True)`` (no pickled code). Writing is atomic: the file is
 written beside its final name and renamed over it, so a run killed while saving keeps the
 previous checkpoint.
+
+Durable resume (CHECKPOINT_URI): ``durable_checkpoints(location)`` turns an s3:// / minio:// prefix
+(or a mounted path) into a local folder holding what is already stored there; every checkpoint
+saved into that folder is uploaded before the run goes on, so a retried or restarted step (another
+pod) resumes from the last finished epoch.
 """
 
 from __future__ import annotations
@@ -17,18 +22,20 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 
-from visioncompress.errors import ArtifactError
+from visioncompress.errors import ArtifactError, ConfigError
 from visioncompress.log import get_logger
 
 log = get_logger("train.checkpoint")
 
-FORMAT = 2  # checkpoints of an older layout are ignored (the stage starts over), never half-restored
+FORMAT = 3  # checkpoints of an older layout are ignored (the stage starts over), never half-restored
 
 
 class Stateful(Protocol):
@@ -67,6 +74,101 @@ def save_atomic(path: str | os.PathLike, state: dict) -> None:
         os.replace(scratch, path)
     finally:
         scratch.unlink(missing_ok=True)
+    _push(path.parent)
+
+
+class _Mirror:
+    """A local folder that stands for an object-storage prefix: new or changed files are uploaded."""
+
+    def __init__(self, uri: str, local: Path):
+        self.uri, self.local, self.sent = uri, local, {}
+
+    def push(self) -> None:
+        from visioncompress.storage.s3 import parse_uri, upload_file
+
+        target = parse_uri(self.uri, "CHECKPOINT_URI")
+        for path in sorted(p for p in self.local.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            stat = path.stat()
+            stamp = (stat.st_size, stat.st_mtime_ns)
+            relative = path.relative_to(self.local).as_posix()
+            if self.sent.get(relative) != stamp:
+                upload_file(path, str(target.child(relative)))
+                self.sent[relative] = stamp
+
+
+_MIRRORS: dict[Path, _Mirror] = {}
+
+
+def _push(directory: Path) -> None:
+    mirror = _MIRRORS.get(Path(directory).resolve())
+    if mirror is not None:
+        mirror.push()
+
+
+def _unreachable(location: str, reason: object) -> ConfigError:
+    return ConfigError("CHECKPOINT_URI", location, f"an s3://, minio:// prefix or a mounted path this step can "
+                       f"read and write ({' '.join(str(reason).split())})")
+
+
+def check_checkpoint_location(location: str) -> None:
+    """Fail before any work (ConfigError naming CHECKPOINT_URI) when ``location`` cannot be used."""
+    from visioncompress.storage.s3 import StorageError, is_remote, list_keys
+
+    if not location:
+        return
+    if is_remote(location):
+        try:
+            list_keys(location)
+        except StorageError as exc:
+            raise _unreachable(location, exc) from None
+        return
+    path = Path(location)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unreachable(location, exc) from None
+    if not os.access(path, os.W_OK):
+        raise _unreachable(location, "not writable")
+
+
+@contextlib.contextmanager
+def durable_checkpoints(location: str | os.PathLike | None) -> Iterator[Path | None]:
+    """A local checkpoint folder for ``location`` (None/empty: no checkpoints). For an object-storage
+    prefix: a scratch folder filled with what is stored there, whose checkpoints are uploaded as they
+    are written; removed afterwards."""
+    from visioncompress.storage.s3 import StorageError, is_remote, list_keys, parse_uri
+
+    location = str(location or "")
+    if not location:
+        yield None
+        return
+    check_checkpoint_location(location)
+    if not is_remote(location):
+        yield Path(location)
+        return
+    from visioncompress.storage.s3 import download
+
+    scratch = Path(tempfile.mkdtemp(prefix="vc-checkpoints-"))
+    mirror = _Mirror(location, scratch)
+    try:
+        target = parse_uri(location, "CHECKPOINT_URI")
+        try:
+            for key in list_keys(location):
+                relative = key[len(target.prefix):]
+                dest = scratch / relative
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                fetched = download(f"{target.scheme}://{target.bucket}/{key}", dest.parent)
+                stat = fetched.stat()
+                mirror.sent[relative] = (stat.st_size, stat.st_mtime_ns)
+        except StorageError as exc:
+            raise _unreachable(location, exc) from None
+        if mirror.sent:
+            log.info("checkpoints from %s: %s", location, ", ".join(sorted(mirror.sent)))
+        _MIRRORS[scratch.resolve()] = mirror
+        yield scratch
+    finally:
+        _MIRRORS.pop(scratch.resolve(), None)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 _SAVED_CALLBACKS: list[Callable[[str, int, Path], None]] = []

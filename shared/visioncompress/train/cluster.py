@@ -71,11 +71,12 @@ class JobRequest:
     tolerations: list = field(default_factory=list)
     requests: dict = field(default_factory=dict)
     limits: dict = field(default_factory=dict)
+    checkpoints: str = ""  # where every rank resumes from (CHECKPOINT_URI, else beside the output in storage)
 
     def worker_spec(self) -> dict:
         """The JSON each node's ``cluster_worker`` reads (URIs; the worker makes them local paths)."""
         return {"stage": self.stage, "params": self.params, "inputs": self.inputs, "outputs": self.outputs,
-                "num_nodes": self.num_nodes, "procs_per_node": self.procs_per_node}
+                "checkpoints": self.checkpoints, "num_nodes": self.num_nodes, "procs_per_node": self.procs_per_node}
 
     def command(self) -> list[str]:
         return ["python", "-m", WORKER_MODULE]
@@ -152,6 +153,10 @@ def make_request(stage_name: str, artifacts: Mapping[str, Any], params: Mapping[
     if gpu:
         requests[settings.gpu_accelerator] = limits[settings.gpu_accelerator] = str(per_node)
     plain = {k: v for k, v in params.items() if not k.startswith("_")}
+    from visioncompress.train.launch import checkpoint_location
+
+    first_name = next(name for name, kind in stage.outputs if kind != "Metrics")
+    checkpoints = checkpoint_location(str(params.get("CHECKPOINT_URI") or ""), artifacts[first_name], stage_name)
     return JobRequest(
         kind=settings.train_job_kind, name=job_name(stage_name, first_output),
         namespace=namespace or settings.train_namespace or _own_namespace(), stage=stage_name, params=plain,
@@ -159,7 +164,7 @@ def make_request(stage_name: str, artifacts: Mapping[str, Any], params: Mapping[
         image=settings.image_gpu if gpu else settings.image_cpu, timeout_s=settings.timeouts["train"],
         runtime=settings.train_runtime,
         env=_storage_env(env), node_selector={key: value}, tolerations=tolerations, requests=requests,
-        limits=limits)
+        limits=limits, checkpoints=checkpoints)
 
 
 def _own_namespace() -> str:

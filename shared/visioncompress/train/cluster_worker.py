@@ -65,10 +65,15 @@ def localize(spec: Mapping[str, Any], workdir: str | os.PathLike) -> dict:
     """The training entry's spec with local paths: inputs downloaded, outputs under ``workdir/outputs``."""
     from visioncompress.storage.s3 import download
 
+    from visioncompress.stages import STAGES
+
     workdir = Path(workdir)
     inputs = {name: str(download(uri, workdir / "inputs" / name)) for name, uri in spec["inputs"].items()}
-    outputs = {name: str(workdir / "outputs" / name) for name in spec["outputs"]}
-    return {"stage": spec["stage"], "params": spec["params"], "inputs": inputs, "outputs": outputs}
+    # every output of the stage (metrics too: the step logs them from the model's metadata, nothing uploads them)
+    outputs = {name: str(workdir / "outputs" / name) for name, _ in STAGES[spec["stage"]].outputs}
+    return {"stage": spec["stage"], "params": spec["params"], "inputs": inputs, "outputs": outputs,
+            "checkpoints": spec.get("checkpoints") or str(workdir / "checkpoints"),
+            "result": str(workdir / "result.json")}
 
 
 def upload_outputs(local: Mapping[str, Any], spec: Mapping[str, Any]) -> None:

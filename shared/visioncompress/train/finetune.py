@@ -9,7 +9,7 @@ from visioncompress.config import ModelConfig, TrainConfig, to_spec
 from visioncompress.data import load_dataset
 from visioncompress.log import get_logger
 from visioncompress.models import build_classifier, load_user_checkpoint, save_torch_model
-from visioncompress.train.loop import TrainResult, evaluate_top1, train
+from visioncompress.train.engine import ClassificationTask, TrainResult, evaluate_top1, fit
 
 log = get_logger("finetune")
 
@@ -51,8 +51,8 @@ def finetune(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, mode
     if train_config.training and train_config.finetune_epochs > 0:
         log.info("fine-tuning %s for %d epoch(s) on %d images", model_config.model,
                  train_config.finetune_epochs, manifest.splits["train"])
-        result = train(model, dataset, train_config, epochs=train_config.finetune_epochs,
-                       checkpoint_dir=checkpoint_dir, name="finetune")
+        result = fit(model, ClassificationTask(dataset, train_config.criterion), train_config,
+                     epochs=train_config.finetune_epochs, checkpoint_dir=checkpoint_dir, name="finetune")
     else:
         log.info("TRAINING is off: using %s as it is", model_config.custom_model_path or model_config.model)
     val_top1 = result.best_val_top1
