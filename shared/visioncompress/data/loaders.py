@@ -84,10 +84,41 @@ def make_loader(fetch: Callable[[int], Any], collate: Callable, n: int, batch_si
                         pad=not shuffle)
     generator = torch.Generator()
     generator.manual_seed(abs(int(seed)) * 1000003 + int(epoch))  # DataLoader's worker seeds, deterministic
-    return DataLoader(_Items(fetch, order), batch_size=batch_size, shuffle=False, drop_last=drop_last,
-                      num_workers=workers, collate_fn=collate, pin_memory=pin_memory,
-                      worker_init_fn=_init_worker if workers else None, generator=generator,
-                      persistent_workers=False)
+    loader = DataLoader(_Items(fetch, order), batch_size=batch_size, shuffle=False, drop_last=drop_last,
+                        num_workers=workers, collate_fn=collate, pin_memory=pin_memory,
+                        worker_init_fn=_init_worker if workers else None, generator=generator,
+                        persistent_workers=False)
+    return _WorkerLoader(loader) if workers else loader
+
+
+class _WorkerLoader:
+    """A DataLoader with worker processes whose epoch leaves the process's SIGCHLD handling as it found it.
+
+    While workers run, torch installs a SIGCHLD handler (to report a worker that died) and never removes it.
+    Left in place, every later child process of the stage (``uname`` behind ``platform.processor()``, a
+    compiler, a runtime's helper) runs it on exit; with OpenVINO loaded that crashed the process (SIGSEGV,
+    measured in a test run). The handler is only needed while the workers live."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        import signal
+        import threading
+
+        main = threading.current_thread() is threading.main_thread()
+        before = signal.getsignal(signal.SIGCHLD) if main else None
+        try:
+            yield from self.loader
+        finally:
+            if main and signal.getsignal(signal.SIGCHLD) is not before:
+                from torch.utils.data._utils import signal_handling
+
+                signal.signal(signal.SIGCHLD, before if before is not None else signal.SIG_DFL)
+                signal_handling._SIGCHLD_handler_set = False  # the next epoch's workers install it again
 
 
 @dataclass
