@@ -129,23 +129,25 @@ def test_a_killed_run_resumes_from_object_storage_on_another_node(engine_data, t
     assert [row["epoch"] for row in history] == [1, 2]
 
 
-# Measured (1 vs 2 processes, best val top-1 on 400 images): 73.75 vs 76.75. The two runs differ by BatchNorm
-# statistics (32 images per rank instead of 64) and float summation order; the same single-process run with 1
-# or 2 OpenMP threads already differed by 5.5 points after 2 epochs at LR 0.002 (69.75 vs 75.25), so a 1-point
-# bound is inside this setup's run-to-run noise. The bound below is the measured noise plus a margin.
-TWO_PROCESS_MAX_DELTA = 4.0
+# DeiT-tiny (timm, LayerNorm only): a global batch of 64 split 32 + 32 over two ranks holds the same images as
+# one process's batch (the shards interleave one permutation), and gradients averaged across the ranks are the
+# single-process mean, so the two runs differ only by float summation order. (A BatchNorm model such as
+# resnet18 also differs by per-rank batch statistics: measured 1.75-3.0 points apart on this data.)
+TWO_PROCESS_MAX_DELTA = 1.0
+MIN_TOP1 = 40.0  # both runs learn (10 classes: chance is 10)
 
 
 def test_two_gloo_processes_train_like_one(dataset_dir, cut_split, tmp_path):
     data = cut_split(dataset_dir, tmp_path / "dataset", {"train": 1024, "val": 400, "test": 64})
-    params = {"FINETUNE_EPOCHS": 3, "LEARNING_RATE": 0.0005, "CHECKPOINT_URI": ""}
+    params = {"MODEL": "deit_tiny_patch16_224", "PLATFORM": "timm", "FINETUNE_EPOCHS": 3, "LEARNING_RATE": 0.001,
+              "CHECKPOINT_URI": ""}
     one, one_metrics = _finetune(data, tmp_path / "one", NUM_PROCESSES=1, **params)
     two, two_metrics = _finetune(data, tmp_path / "two", NUM_PROCESSES=2, **params)
     assert _layout(Path(one.path)) == _layout(Path(two.path))
     assert one.metadata.keys() == two.metadata.keys() and one_metrics.metrics.keys() == two_metrics.metrics.keys()
     top1 = [m.metrics["val_top1"] for m in (one_metrics, two_metrics)]
     print("val top-1, 1 vs 2 processes:", top1)
-    assert min(top1) > 65 and abs(top1[0] - top1[1]) <= TWO_PROCESS_MAX_DELTA
+    assert min(top1) > MIN_TOP1 and abs(top1[0] - top1[1]) <= TWO_PROCESS_MAX_DELTA
     history = [json.loads((Path(m.path) / "model.json").read_text())["metrics"]["history"] for m in (one, two)]
     assert [len(h) for h in history] == [3, 3]  # every epoch ran, and only rank 0 wrote the artifact
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["model", "model.checkpoints"]

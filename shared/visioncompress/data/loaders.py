@@ -69,6 +69,19 @@ def _init_worker(_worker_id: int) -> None:
     torch.set_num_threads(1)  # decoding workers must not compete with the training process's threads
 
 
+def _without_sigchld_handler() -> None:
+    """Keep torch's DataLoader from installing its process-wide SIGCHLD handler.
+
+    torch installs it with the first worker processes (to report a worker that died at once) and never
+    removes it, so every later child of the stage (``uname`` behind ``platform.processor()``, NNCF's
+    extension compiler, a runtime's helper) runs it on exit; with OpenVINO loaded that crashed the process
+    with SIGSEGV (measured in this project's test runs). A dead worker is still reported: the DataLoader
+    checks its workers' liveness whenever it waits for a batch."""
+    from torch.utils.data._utils import signal_handling
+
+    signal_handling._SIGCHLD_handler_set = True
+
+
 def make_loader(fetch: Callable[[int], Any], collate: Callable, n: int, batch_size: int, *, shuffle: bool,
                 seed: int = 0, epoch: int = 0, drop_last: bool = False, workers: int = 0, pin_memory: bool = False,
                 rank: int = 0, world_size: int = 1, limit: int = 0):
@@ -82,43 +95,15 @@ def make_loader(fetch: Callable[[int], Any], collate: Callable, n: int, batch_si
         raise ConfigError("BATCH_SIZE", batch_size, "a whole number >= 1")
     order = shard_order(n, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank, world_size=world_size, limit=limit,
                         pad=not shuffle)
+    if workers:
+        _without_sigchld_handler()
     generator = torch.Generator()
     generator.manual_seed(abs(int(seed)) * 1000003 + int(epoch))  # DataLoader's worker seeds, deterministic
     loader = DataLoader(_Items(fetch, order), batch_size=batch_size, shuffle=False, drop_last=drop_last,
                         num_workers=workers, collate_fn=collate, pin_memory=pin_memory,
                         worker_init_fn=_init_worker if workers else None, generator=generator,
                         persistent_workers=False)
-    return _WorkerLoader(loader) if workers else loader
-
-
-class _WorkerLoader:
-    """A DataLoader with worker processes whose epoch leaves the process's SIGCHLD handling as it found it.
-
-    While workers run, torch installs a SIGCHLD handler (to report a worker that died) and never removes it.
-    Left in place, every later child process of the stage (``uname`` behind ``platform.processor()``, a
-    compiler, a runtime's helper) runs it on exit; with OpenVINO loaded that crashed the process (SIGSEGV,
-    measured in a test run). The handler is only needed while the workers live."""
-
-    def __init__(self, loader):
-        self.loader = loader
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        import signal
-        import threading
-
-        main = threading.current_thread() is threading.main_thread()
-        before = signal.getsignal(signal.SIGCHLD) if main else None
-        try:
-            yield from self.loader
-        finally:
-            if main and signal.getsignal(signal.SIGCHLD) is not before:
-                from torch.utils.data._utils import signal_handling
-
-                signal.signal(signal.SIGCHLD, before if before is not None else signal.SIG_DFL)
-                signal_handling._SIGCHLD_handler_set = False  # the next epoch's workers install it again
+    return loader
 
 
 @dataclass
