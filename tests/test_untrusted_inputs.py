@@ -239,11 +239,6 @@ def _model_wrong_architecture(tmp, s3):
     return str(tmp / "resnet.pt")
 
 
-def _model_wrong_classes(tmp, s3):
-    torch.save(torchvision.models.mobilenet_v3_small(num_classes=5).state_dict(), tmp / "five.pt")
-    return str(tmp / "five.pt")
-
-
 def _model_onnx(tmp, s3):
     (tmp / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")  # a truncated ONNX protobuf
     return str(tmp / "model.onnx")
@@ -285,7 +280,6 @@ MODEL_CASES = [
     ("truncated", _model_truncated, ["CUSTOM_MODEL_PATH", "truncated.pt"]),
     ("pickled-module", _model_pickled_module, ["CUSTOM_MODEL_PATH", "TRUST_PICKLED_MODEL", "safetensors"]),
     ("wrong-architecture", _model_wrong_architecture, ["CUSTOM_MODEL_PATH", "MODEL's architecture"]),
-    ("wrong-classes", _model_wrong_classes, ["CUSTOM_MODEL_PATH", "MODEL's architecture"]),
     ("onnx-for-torch-stage", _model_onnx, ["CUSTOM_MODEL_PATH", "ONNX", "OpenVINO"]),
     ("not-a-state-dict", _model_not_a_state_dict, ["CUSTOM_MODEL_PATH", "state dict"]),
     ("s3-missing-object", _model_s3_missing, ["CUSTOM_MODEL_PATH", "models/absent.pt"]),

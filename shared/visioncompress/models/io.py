@@ -213,7 +213,8 @@ def class_head_modules(model) -> set[str]:
     return heads
 
 
-def load_fitting_state(model, state: dict, *, where: str, arch_parameter: str = "MODEL") -> list[str]:
+def load_fitting_state(model, state: dict, *, where: str, arch_parameter: str = "MODEL",
+                       reinit_head: bool = True) -> list[str]:
     """Load ``state`` into ``model``; a class-dependent head of another size is re-initialised.
 
     The usual case is an ImageNet checkpoint (1000 classes) for a 10-class dataset: every tensor that
@@ -231,8 +232,10 @@ def load_fitting_state(model, state: dict, *, where: str, arch_parameter: str = 
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     problems = ([f"{k}: the file has shape {tuple(state[k].shape)}, {arch_parameter} has {tuple(own[k].shape)}"
-                 for k in mismatched if not in_head(k)]
-                + [f"{k}: missing from the file" for k in missing if not in_head(k)]
+                 + ("" if reinit_head or not in_head(k) else " (the head: a teacher must be sized for this "
+                    "dataset's classes)")
+                 for k in mismatched if not (reinit_head and in_head(k))]
+                + [f"{k}: missing from the file" for k in missing if not (reinit_head and in_head(k))]
                 + [f"{k}: in the file but not in {arch_parameter}" for k in unexpected])
     if problems:
         raise ArtifactError(f"{where} does not fit {arch_parameter}'s architecture: {problems[0]}"
@@ -290,7 +293,9 @@ def load_user_checkpoint(path: str | os.PathLike, architecture_builder, *, param
             raise ArtifactError(f"{parameter}={str(path)!r} holds a dict that is not a state dict of tensors "
                                 "(nor one under 'state_dict' or 'model')")
         model = architecture_builder()
-        load_fitting_state(model, state, where=f"{parameter}={str(path)!r}", arch_parameter=arch_parameter)
+        # a student's head is re-initialised for this dataset; a teacher's must already fit it
+        load_fitting_state(model, state, where=f"{parameter}={str(path)!r}", arch_parameter=arch_parameter,
+                           reinit_head=parameter != "CUSTOM_TEACHER_PATH")
         return model.eval()
     raise ArtifactError(f"{parameter}={str(path)!r} holds a {type(loaded).__name__}, not a model or state_dict")
 
