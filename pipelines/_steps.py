@@ -148,6 +148,20 @@ def tensorrt_steps(p: Mapping[str, Any], fp32_model, data_task):
     return qdq, engine, bench.outputs["results"]
 
 
+def tensorrt_ptq(p: Mapping[str, Any], *, title: str, qdq_name: str):
+    """Data, FP32 model, the TensorRT steps, and the comparison: FP32, the engine's QDQ input measured on a CPU
+    (the calibrated model's accuracy, GPU or not) and the engine on the GPU."""
+    data, model = prepare_data_and_model(p)
+    fp32 = model.outputs["model"]
+    qdq, engine, tensorrt_results = tensorrt_steps(p, fp32, data)
+    results = dict(
+        fp32=measure(p, fp32, data, name="FP32", fp32_runtimes=["onnxruntime"]),
+        onnx_ptq=measure(p, qdq.outputs["qdq_model"], data, name=qdq_name, variant="int8-qdq"),
+        tensorrt_ptq=tensorrt_results,
+    )
+    return summarize(p, results, {"tensorrt_ptq": engine.outputs["engine"]}, title=title)
+
+
 def single_ptq(p: Mapping[str, Any], component, output_name: str, runtime: str, *, title: str, step_name: str,
                variant: str = ""):
     """Data, FP32 model, one compression step (PTQ or QAT) and its comparison with FP32."""
