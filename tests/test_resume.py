@@ -84,6 +84,7 @@ def check_resume(tmp_path: Path, run, loop: str, epochs: int = 2) -> dict:
     return resumed
 
 
+@pytest.mark.slow  # several trainings run twice: `make test-slow`
 def test_classification_stages_resume_to_the_same_weights(small_classification, fp32_model_dir, tmp_path):
     """Fine-tune, torch QAT, OpenVINO QAT, logit KD and the fine-tune after pruning (each 2 short epochs)."""
     stages = {
@@ -111,6 +112,7 @@ def small_detection(detection_dataset_dir, cut_split, tmp_path_factory) -> Path:
                      {"train": DETECTION_TRAIN_IMAGES, "val": 8, "test": 8})
 
 
+@pytest.mark.slow  # several trainings run twice: `make test-slow`
 def test_detection_training_and_feature_distillation_resume_to_the_same_weights(small_detection, detection_model_dir,
                                                                                  tmp_path):
     check_resume(tmp_path / "finetune", lambda out, ck: finetune(
@@ -126,6 +128,7 @@ def test_detection_training_and_feature_distillation_resume_to_the_same_weights(
     assert distiller["_extra_state"]["steps"] == 2 * DETECTION_TRAIN_IMAGES // 8, "the loss ramp's position is kept"
 
 
+@pytest.mark.slow  # several trainings run twice: `make test-slow`
 def test_group_fisher_resumes_to_the_same_structure_and_weights(small_detection, detection_model_dir, tmp_path):
     # 3 epochs of 3 iterations, a pruning step every iteration up to iteration 4: epoch 1 prunes three times,
     # the resumed run prunes once more from the restored Fisher scores on the replayed structure.
