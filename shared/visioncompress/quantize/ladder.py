@@ -14,8 +14,8 @@ b. ``ptq-accuracy-control``:
    - onnx and torch: layer fallback by measured sensitivity. Each quantizable layer (Conv/Gemm/MatMul nodes for
      ONNX Runtime, Conv/Linear modules for PyTorch FX) is kept in FP32 alone and the INT8 model's logits are
      compared with the FP32 model's on the validation split; the layers whose FP32 copy brings the logits closest
-     come first, and they are kept in FP32 one more at a time (``nodes_to_exclude`` / a ``None`` qconfig) until
-     the model is within budget, at most ``MAX_FALLBACK_SHARE`` of the layers. (NNCF's accuracy control also has
+     come first, and the top 1, 2, 4, ... are kept in FP32 (``nodes_to_exclude`` / a ``None`` qconfig) until
+     the model is within budget (then bisected back to the fewest), at most ``MAX_FALLBACK_SHARE`` of the layers. (NNCF's accuracy control also has
      an ONNX backend, but it quantizes with NNCF, not with the ONNX Runtime form rung a chose; falling back in
      rung a's own quantizer keeps the form.)
 c. ``qat-distill``: quantization-aware training (torch: FX; openvino: NNCF) through the one training engine,
@@ -113,26 +113,37 @@ def choose(fp32_top1: float, candidates: list[_Candidate], budget: float) -> tup
 
 def _fallback_search(layers: list[str], build, measure: _Measure, fp32_top1: float, budget: float):
     """``build(fp32_layers) -> runner``. Ranks layers by how much keeping each alone in FP32 brings the INT8
-    logits towards FP32, then keeps the top 1, 2, ... in FP32 until within budget. Returns
+    logits towards FP32, then keeps the top k in FP32 for k = 1, 2, 4, ... (at most ``MAX_FALLBACK_SHARE`` of
+    the layers) until within budget, and bisects back to the smallest k within it. Returns
     (fp32 layers, val top-1, sensitivity ranking)."""
     base = measure.logit_error(measure.logits(build([])))
-    gains = []
-    for name in layers:
-        gains.append((base - measure.logit_error(measure.logits(build([name]))), name))
-    ranking = [name for _, name in sorted(gains, key=lambda g: -g[0])]
+    gains = sorted(((base - measure.logit_error(measure.logits(build([name])))), name) for name in layers)
+    gains.reverse()
+    ranking = [name for _, name in gains]
+    report = [{"layer": n, "logit_mse_gain": round(g, 6)} for g, n in gains]
     limit = max(1, math.floor(len(layers) * MAX_FALLBACK_SHARE))
-    best: tuple[list[str], float] | None = None
-    for k in range(1, limit + 1):
-        kept = ranking[:k]
-        val = measure.top1(measure.logits(build(kept)))
-        log.info("ladder: %d layer(s) in FP32 -> val top-1 %.3f (FP32 %.3f)", k, val, fp32_top1)
-        if best is None or val > best[1]:
-            best = (kept, val)
-        if _within(fp32_top1, val, budget):
-            return kept, val, [{"layer": n, "logit_mse_gain": round(g, 6)} for g, n in
-                               sorted(gains, key=lambda g: -g[0])]
-    return best[0], best[1], [{"layer": n, "logit_mse_gain": round(g, 6)} for g, n in
-                              sorted(gains, key=lambda g: -g[0])]
+    tried: dict[int, float] = {}
+
+    def top1_with(k: int) -> float:
+        if k not in tried:
+            tried[k] = measure.top1(measure.logits(build(ranking[:k])))
+            log.info("ladder: %d layer(s) in FP32 -> val top-1 %.3f (FP32 %.3f)", k, tried[k], fp32_top1)
+        return tried[k]
+
+    k = 1
+    while not _within(fp32_top1, top1_with(k), budget) and k < limit:
+        k = min(2 * k, limit)
+    if _within(fp32_top1, tried[k], budget):
+        low = max((j for j in tried if j < k), default=0)  # not within at low (or nothing kept)
+        while k - low > 1:
+            mid = (low + k) // 2
+            if _within(fp32_top1, top1_with(mid), budget):
+                k = mid
+            else:
+                low = mid
+    else:
+        k = max(tried, key=lambda j: (tried[j], -j))  # none within: the most accurate tried
+    return ranking[:k], tried[k], report
 
 
 def _torch_fallback(model_dir, dataset_dir, out: Path, config: TorchPTQConfig, measure: _Measure, fp32_top1, budget):
