@@ -11,8 +11,12 @@ checked per model and batch size; where one is missed, the runtimes' per-operato
 enable_profiling, OpenVINO PERF_COUNT) of the INT8 and FP32 models at that batch size are written beside it.
 
     python -m bench.real_size [--tiny] [--models mobilenet_v2 resnet50] [--no-torch] [--no-finetune]
+                              [--finetune-steps 40] [--test-images 300] [--insize 224]
 
-``--tiny`` (64 px, a few images, short timings) checks the whole path in a few minutes. ``--no-torch`` measures
+``--finetune-steps`` (batch 32, one epoch over that many batches of training images) makes top-1 on the
+Fashion-MNIST test split (``--test-images`` of it) meaningful; ``--tiny`` (64 px, a few images, short timings)
+checks the whole path in a few minutes; each run prints a rough estimate of the full run's duration, scaled from
+its own fine-tune and benchmark times. ``--no-torch`` measures
 ONNX Runtime and OpenVINO only and ``--no-finetune`` keeps the starting weights (an untrained 10-class head:
 latency is real, top-1 is not): for machines where PyTorch on the CPU is too slow to finish (a shared,
 oversubscribed machine). Results are written after each model.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import time
@@ -178,17 +183,55 @@ def _without_torch(fp32: Path, dataset: Path, measure: BenchmarkConfig) -> list[
     return rows
 
 
+BATCH = 32
+TIMINGS: dict[str, dict] = {}  # per model: fine-tune steps and seconds, the rest of the run's seconds
+
+
+def sizes_for(base: Sizes, *, finetune_steps: int | None = None, test_images: int | None = None,
+              insize: int | None = None) -> Sizes:
+    """``base`` with the fine-tune length (batches of 32 in one epoch; 10 % more images are drawn for the
+    validation split), the test sample and the input size overridden."""
+    import dataclasses
+
+    changes = {}
+    if finetune_steps is not None:
+        changes["train"] = math.ceil(finetune_steps * BATCH / 0.9)
+    if test_images is not None:
+        changes["test"] = test_images
+        changes["measure"] = dataclasses.replace(base.measure, max_test_samples=test_images)
+    if insize is not None:
+        changes["insize"] = insize
+    return dataclasses.replace(base, **changes)
+
+
+def estimate_full_run(timings: dict[str, dict], sizes: Sizes, full: Sizes = REAL) -> float:
+    """Seconds the full run (``full``) would take, scaled from this run: fine-tune time per step x the full run's
+    steps, everything else per image, both by the pixel count (insize squared). Rough: compute grows with pixels,
+    per-call overheads do not."""
+    pixels = (full.insize / sizes.insize) ** 2
+    total = 0.0
+    for t in timings.values():
+        per_step = t["finetune_s"] / max(t["finetune_steps"], 1)
+        total += per_step * pixels * math.ceil(full.train * 0.9 / BATCH)
+        total += t["other_s"] * pixels * max(full.test / max(sizes.test, 1), 1.0)
+    return total
+
+
 def run_model(name: str, root: Path, sizes: Sizes, *, torch_rows: bool = True,
               train: bool = True) -> tuple[list[dict], list[dict], dict]:
     data = DataConfig(insize=sizes.insize, max_train_samples=sizes.train, max_test_samples=sizes.test,
                       calibration_samples=sizes.calibration)
-    dataset = _ensure(root / f"dataset-{sizes.insize}", lambda p: prepare_dataset(data, p))
-    config = TrainConfig(batch_size=32, finetune_epochs=1, training=train,
+    dataset = _ensure(root / f"dataset-{sizes.insize}-{sizes.train}-{sizes.test}", lambda p: prepare_dataset(data, p))
+    config = TrainConfig(batch_size=BATCH, finetune_epochs=1, training=train,
                          learning_rate=0.0005 if name == "mobilenet_v2" else 0.001)
     started = time.perf_counter()
-    fp32 = _ensure(root / name / ("fp32" if train else "fp32-untrained"),
+    fp32 = _ensure(root / name / (f"fp32-{sizes.insize}-{sizes.train}" if train else f"fp32-untrained-{sizes.insize}"),
                    lambda p: finetune(dataset, p, model_config(name, root / name), config))
-    print(f"{name}: FP32 model ready in {time.perf_counter() - started:.0f} s")
+    steps = math.ceil(load_dataset(dataset).manifest.splits["train"] / BATCH) if train else 0
+    TIMINGS[name] = {"finetune_s": time.perf_counter() - started, "finetune_steps": steps}
+    print(f"{name}: FP32 model ready in {time.perf_counter() - started:.0f} s ({steps} fine-tune steps at "
+          f"{sizes.insize} px)")
+    started = time.perf_counter()
     if torch_rows:
         rows = benchmark(fp32, dataset, sizes.measure, fp32_runtimes=("torch", "onnxruntime", "openvino"))
     else:
@@ -197,12 +240,14 @@ def run_model(name: str, root: Path, sizes: Sizes, *, torch_rows: bool = True,
     for folder, quant in INT8:
         if folder.startswith("torch") and not torch_rows:
             continue
-        artifacts[folder] = _ensure(root / name / (folder if train else f"{folder}-untrained"),
+        artifacts[folder] = _ensure(root / name / f"{folder}{'' if train else '-untrained'}-{sizes.insize}-{sizes.train}",
                                     lambda p, c=quant: quantize(fp32, dataset, p, c))
         rows += benchmark(artifacts[folder], dataset, sizes.measure, variant="int8")
     checks = check_targets(rows)
     missed = [c for c in checks if not c["met"]]
-    return rows, checks, profiles(missed, artifacts, load_dataset(dataset), default_threads(sizes.measure.threads))
+    found = profiles(missed, artifacts, load_dataset(dataset), default_threads(sizes.measure.threads))
+    TIMINGS[name]["other_s"] = time.perf_counter() - started
+    return rows, checks, found
 
 
 def main(argv=None) -> None:
@@ -214,8 +259,16 @@ def main(argv=None) -> None:
     parser.add_argument("--fresh", action="store_true", help="rebuild every artifact")
     parser.add_argument("--no-torch", action="store_true", help="ONNX Runtime and OpenVINO rows only")
     parser.add_argument("--no-finetune", action="store_true", help="keep the starting weights (top-1 not meaningful)")
+    parser.add_argument("--finetune-steps", type=int, default=None,
+                        help=f"fine-tune batches of {BATCH} (default {math.ceil(REAL.train * 0.9 / BATCH)}; "
+                        f"--tiny {math.ceil(TINY.train * 0.9 / BATCH)})")
+    parser.add_argument("--test-images", type=int, default=None,
+                        help=f"Fashion-MNIST test images for top-1 (default {REAL.test}; --tiny {TINY.test})")
+    parser.add_argument("--insize", type=int, default=None, help=f"input size (default {REAL.insize}; --tiny "
+                        f"{TINY.insize})")
     args = parser.parse_args(argv)
-    sizes = TINY if args.tiny else REAL
+    sizes = sizes_for(TINY if args.tiny else REAL, finetune_steps=args.finetune_steps, test_images=args.test_images,
+                      insize=args.insize)
     if args.fresh:
         shutil.rmtree(args.artifacts, ignore_errors=True)
     started = time.perf_counter()
@@ -236,6 +289,12 @@ def main(argv=None) -> None:
         sections.append((name, text, checks, profile))
         print("\n" + text_table(rows))
         _write(args.output, result, sections, sizes, started)
+    if sizes != REAL:
+        estimate = estimate_full_run(TIMINGS, sizes)
+        result["full_run_estimate_s"] = round(estimate)
+        print(f"the full run ({REAL.insize} px, {math.ceil(REAL.train * 0.9 / BATCH)} fine-tune steps, {REAL.test} "
+              f"test images, models {' '.join(args.models)}) would take roughly {estimate / 60:.0f} minutes on this "
+              f"machine (scaled from this run by pixels; load average now {os.getloadavg()[0]:.1f})")
 
 
 def _write(output: Path, result: dict, sections: list, sizes: Sizes, started: float) -> None:

@@ -1,4 +1,5 @@
-"""Prune, then quantize: structured pruning + fine-tuning of the FP32 model, then INT8 PTQ of the pruned model
+"""Prune, then quantize: structured pruning + fine-tuning of the FP32 model (PRUNE_RECOVERY=distill: distilled from
+the unpruned model), then INT8 PTQ of the pruned model
 on every CPU backend (PyTorch, ONNX Runtime, OpenVINO); the unpruned FP32 model, the pruned FP32 model and the
 three pruned INT8 models are measured in those runtimes, side by side in one report (with a Pareto plot)."""
 
@@ -13,7 +14,7 @@ CPU_RUNTIMES = ["torch", "onnxruntime", "openvino"]
 def prune_quantize(p):
     data, model = prepare_data_and_model(p)
     fp32 = model.outputs["model"]
-    pruned = step(prune_op, p, "prune + fine-tune", model=fp32, dataset=data.outputs["dataset"])
+    pruned = step(prune_op, p, "prune + fine-tune (or distil: PRUNE_RECOVERY)", model=fp32, dataset=data.outputs["dataset"])
     pruned = pruned.outputs["pruned_model"]
     int8 = ptq_backends(p, data, pruned)
     results = {name: measure(p, out, data, name=f"pruned {name.replace('_', ' ')}", variant="pruned-int8")

@@ -25,7 +25,8 @@ LAST_VERIFIED = "2026-11-30T00:00:00Z"  # update after the checks in tests/READM
 # The optional-secret field of use_secret_as_env needs a KFP >= 2.15 backend.
 KFP_BACKEND = ">=2.15"
 ALPHA = {"build_tensorrt_engine", "benchmark_gpu", "qdq_onnx", "prune_detection", "ptq_tensorrt", "detect_ptq_onnx",
-         "detect_qat_openvino", "detect_distill", "detect_prune", "detect_ptq_openvino", "detect_ptq_tensorrt"}
+         "detect_qat_openvino", "detect_distill", "detect_prune", "detect_ptq_openvino", "detect_ptq_tensorrt",
+         "ptq_ladder"}
 REPO = "https://github.com/visioncompress/visioncompress"
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from visioncompress.config import (
-    BenchmarkConfig, DataConfig, DetectionPostConfig, DistillConfig, GroupFisherConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig,
+    BenchmarkConfig, DataConfig, DetectionPostConfig, DistillConfig, GroupFisherConfig, LadderConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig,
     OpenVinoQATConfig, PruneConfig, PublishConfig, RuntimeConfig, StorageConfig, TensorRTConfig, TorchPTQConfig,
     TorchQATConfig, TrainConfig, config_from,
 )
@@ -28,7 +28,7 @@ _ENGINE = ("DEVICE", "AMP", "NUM_PROCESSES", "WORKERS", "PIN_MEM", "LR_SCHEDULER
 _QAT_TRAIN = ("VALIDATE", "VALIDATION_INTERVAL", "CRITERION", "OPTIMIZER", "SEED") + _ENGINE
 _GROUP_FISHER_TRAIN = ("VALIDATE", "VALIDATION_INTERVAL", "LEARNING_RATE", "OPTIMIZER", "BATCH_SIZE", "SEED") + _ENGINE
 PUBLISHABLE = ("torch_ptq", "onnx_ptq", "openvino_ptq", "tensorrt_ptq", "torch_qat", "openvino_qat", "distilled",
-               "pruned")
+               "pruned", "ptq_ladder")
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,26 @@ def _qat(a, c, config_class):
     log_training(a["metrics"], result.metrics)
 
 
+def _ptq_ladder(a, c):
+    from visioncompress.kfp_io import describe_model, log_metrics
+    from visioncompress.quantize.ladder import quantize_ladder
+
+    config, out = c[LadderConfig], a["quantized_model"]
+    ptq = c[{"openvino": OpenVinoPTQConfig, "onnx": OnnxPTQConfig, "torch": TorchPTQConfig}[config.backend]]
+    qat = c.get({"openvino": OpenVinoQATConfig, "torch": TorchQATConfig}.get(config.backend))
+    with _checkpoints(a, out) as checkpoints:
+        result = quantize_ladder(a["model"].path, a["dataset"].path, out.path, config, ptq, qat, c[TrainConfig],
+                                 c[DistillConfig], checkpoint_dir=checkpoints,
+                                 threads=int(a["_params"].get("THREADS") or 0))
+    describe_model(out, result)
+    ladder = result.metrics["ladder"]
+    out.metadata.update({"ladder_chosen": ladder["chosen"], "within_budget": ladder["within_budget"],
+                         "fp32_layers": ladder["fp32_layers"]})
+    log_metrics(a["metrics"], {"fp32_val_top1": ladder["fp32_val_top1"],
+                               **{f"{r['rung']}-val_top1": r["val_top1"] for r in ladder["rungs"]},
+                               **{f"{r['rung']}-drop": r["drop"] for r in ladder["rungs"]}})
+
+
 def _distill(a, c):
     from visioncompress.distill import distill
     from visioncompress.kfp_io import describe_model, log_metrics
@@ -134,7 +154,7 @@ def _prune(a, c):
     out = a["pruned_model"]
     with _checkpoints(a, out) as checkpoints:
         result = prune(a["model"].path, a["dataset"].path, out.path, c[PruneConfig], c[TrainConfig],
-                       checkpoint_dir=checkpoints)
+                       checkpoint_dir=checkpoints, distill_config=c[DistillConfig])
     describe_model(out, result)
     log_metrics(a["metrics"], result.metrics)
 
@@ -261,13 +281,20 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           "openvino.Core().read_model.", lambda a, c: _qat(a, c, OpenVinoQATConfig), inputs=(_MODEL, _DS),
           outputs=(("quantized_model", "Model"), _METRICS),
           uses=(OpenVinoQATConfig, (TrainConfig, _QAT_TRAIN), DetectionPostConfig, RuntimeConfig), kind="train"),
+    Stage("ptq_ladder", "INT8 by the accuracy-aware ladder (LADDER_BACKEND): plain PTQ, then PTQ with accuracy "
+          "control, then QAT distilled from the FP32 model, stopping at the first within ACCURACY_BUDGET points of "
+          "FP32 validation top-1; a model over budget is marked so and publish refuses it.", _ptq_ladder,
+          inputs=(_MODEL, _DS), outputs=(("quantized_model", "Model"), _METRICS),
+          uses=(LadderConfig, TorchPTQConfig, OnnxPTQConfig, (OpenVinoPTQConfig, ("TRANSFORMER", "SUBSET_SIZE", "PRESET")),
+                TorchQATConfig, OpenVinoQATConfig, (TrainConfig, _QAT_TRAIN), (DistillConfig, ("LAMBDA", "TEMPERATURE")),
+                RuntimeConfig), kind="train"),
     Stage("distill", "Knowledge distillation: trains the student (MODEL) from the teacher (classification: "
           "softened logits; detection: PKD/CWD on FPN features).", _distill, inputs=(_DS,),
           optional_inputs=(("teacher", "Model"),), outputs=(("distilled_model", "Model"), _METRICS),
           uses=(ModelConfig, TrainConfig, DistillConfig, RuntimeConfig, StorageConfig), kind="train"),
     Stage("prune", "Structured pruning (torch-pruning) of the FP32 model, then optional fine-tuning.", _prune,
           inputs=(_MODEL, _DS), outputs=(("pruned_model", "Model"), _METRICS),
-          uses=(PruneConfig, TrainConfig, RuntimeConfig), kind="train"),
+          uses=(PruneConfig, TrainConfig, (DistillConfig, ("LAMBDA", "TEMPERATURE")), RuntimeConfig), kind="train"),
     Stage("prune_detection", "GroupFisher structured pruning of a detector while it trains.", _prune_detection,
           inputs=(_MODEL, _DS), outputs=(("pruned_model", "Model"), _METRICS),
           uses=(GroupFisherConfig, (TrainConfig, _GROUP_FISHER_TRAIN), RuntimeConfig), kind="train"),

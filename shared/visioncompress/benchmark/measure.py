@@ -9,10 +9,11 @@ import numpy as np
 from visioncompress.data import PreparedDataset
 
 
-def top1(runner, dataset: PreparedDataset, *, batch_size: int = 64, limit: int = 0) -> tuple[float, int]:
-    """Top-1 accuracy (percent) on the test split, and how many images it used."""
+def top1(runner, dataset: PreparedDataset, *, batch_size: int = 64, limit: int = 0,
+         split: str = "test") -> tuple[float, int]:
+    """Top-1 accuracy (percent) on ``split`` (the test split by default), and how many images it used."""
     correct = total = 0
-    for x, y in dataset.batches("test", batch_size, limit=limit):
+    for x, y in dataset.batches(split, batch_size, limit=limit):
         correct += int((runner.predict(x).argmax(1) == y).sum())
         total += len(y)
     return 100.0 * correct / max(total, 1), total

@@ -50,6 +50,9 @@ def _rows(label: str, backend: str, metadata, size_mb: float, accuracy: float, n
           timings: dict[int, dict], threads: int, *, execution: str = "", precision: str = "") -> list[dict]:
     form = metadata.params.get("INT8_FORM") if isinstance(metadata.params, dict) else None
     extra = {"int8_form": form["form"], "int8_form_reason": form["reason"]} if form else {}
+    ladder = metadata.metrics.get("ladder") if isinstance(metadata.metrics, dict) else None
+    if isinstance(ladder, dict):  # the accuracy ladder's rungs travel with the rows to the report
+        extra["ladder"] = ladder
     return [{
         "variant": label, "backend": backend, "format": metadata.format,
         "precision": precision or metadata.precision, "execution": execution or EXECUTION.get(metadata.format, ""),

@@ -9,12 +9,12 @@ from visioncompress.config.distill import DistillConfig
 from visioncompress.config.prune import PruneConfig
 from visioncompress.config.publish import PublishConfig
 from visioncompress.config.qat import OpenVinoQATConfig, TorchQATConfig
-from visioncompress.config.quantize import OnnxPTQConfig, OpenVinoPTQConfig, TorchPTQConfig
+from visioncompress.config.quantize import LadderConfig, OnnxPTQConfig, OpenVinoPTQConfig, TorchPTQConfig
 from visioncompress.config.tensorrt import TensorRTConfig
 from visioncompress.config.runtime import RuntimeConfig, StorageConfig
 from visioncompress.config.train import ModelConfig, TrainConfig
 
 __all__ = [
-    "BenchmarkConfig", "DataConfig", "DetectionPostConfig", "DistillConfig", "GroupFisherConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig",
+    "BenchmarkConfig", "DataConfig", "DetectionPostConfig", "DistillConfig", "GroupFisherConfig", "LadderConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig",
     "OpenVinoQATConfig", "PruneConfig", "PublishConfig", "RuntimeConfig", "StorageConfig", "TensorRTConfig", "TorchPTQConfig", "TorchQATConfig", "TrainConfig", "config_from", "from_spec", "spec_names", "to_spec", "validate_params",
 ]

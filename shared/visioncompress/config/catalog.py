@@ -174,7 +174,16 @@ PARAMS: dict[str, Param] = _table(
           's3://bucket/prefix or minio://bucket/prefix; empty = do not publish'),
     Param('ACCURACY_BUDGET', float, 1.0,
           "top-1 points (mAP points for detection) the new model may lose against the current latest; a "
-          "candidate further below never becomes latest"),
+          "candidate further below never becomes latest. In ptq_ladder also the points of validation top-1 the "
+          "INT8 model may lose against the run's FP32 model: the ladder (PTQ, PTQ with accuracy control, QAT "
+          "distilled from FP32) stops at the first rung within it, and a model over it is published only with "
+          "PUBLISH_OVER_BUDGET"),
+    Param('LADDER_BACKEND', str, 'openvino',
+          "ptq_ladder: the INT8 runtime the ladder quantizes for: openvino (NNCF), onnx (ONNX Runtime) or torch "
+          "(FX, TorchScript)"),
+    Param('PRUNE_RECOVERY', str, 'finetune',
+          "how a pruned classifier recovers in the prune step's FINETUNE_EPOCHS: finetune (labels, CRITERION) or "
+          "distill (knowledge distillation from the unpruned model, LAMBDA and TEMPERATURE)"),
     Param('RUN_DATE', str, '',
           'publication date (YYYY-MM-DD); empty = today (UTC); schedules pass [[ScheduledTime.2006-01-02]]'),
     Param('PRIMARY', str, '',

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from visioncompress.config import (
-    BenchmarkConfig, DataConfig, DetectionPostConfig, DistillConfig, GroupFisherConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig,
+    BenchmarkConfig, DataConfig, DetectionPostConfig, DistillConfig, GroupFisherConfig, LadderConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig,
     OpenVinoQATConfig, PruneConfig, PublishConfig, RuntimeConfig, StorageConfig, TensorRTConfig, TorchPTQConfig,
     TorchQATConfig, TrainConfig,
 )
@@ -68,12 +68,17 @@ PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in (
           PruneConfig, TensorRTConfig, extra=("STUDENT_MODEL", "USE_TENSORRT")),
     _spec("distill", "Prepare data; the student fine-tuned alone (baseline) and distilled from the teacher.",
           DistillConfig),
-    _spec("prune", "Structured pruning (torch-pruning) of the fine-tuned model, then fine-tuning; pruned vs FP32.",
-          PruneConfig),
-    _spec("prune_quantize", "Fine-tune; structured pruning (torch-pruning) and fine-tuning; INT8 PTQ of the pruned "
-          "model on PyTorch, ONNX Runtime and OpenVINO; every variant in every CPU runtime, with a Pareto plot.",
-          PruneConfig, TorchPTQConfig, OnnxPTQConfig, OpenVinoPTQConfig,
+    _spec("prune", "Structured pruning (torch-pruning) of the fine-tuned model, then fine-tuning (PRUNE_RECOVERY "
+          "distill: distilled from the unpruned model); pruned vs FP32.", PruneConfig, extra=("LAMBDA", "TEMPERATURE")),
+    _spec("prune_quantize", "Fine-tune; structured pruning (torch-pruning) and fine-tuning or distillation from the "
+          "unpruned model (PRUNE_RECOVERY); INT8 PTQ of the pruned model on PyTorch, ONNX Runtime and OpenVINO; every "
+          "variant in every CPU runtime, with a Pareto plot.",
+          PruneConfig, TorchPTQConfig, OnnxPTQConfig, OpenVinoPTQConfig, extra=("LAMBDA", "TEMPERATURE"),
           defaults={"activation_type": "auto", "quant_format": "auto"}),
+    _spec("ptq_ladder", "Fine-tune; INT8 in LADDER_BACKEND (openvino, onnx, torch) by the accuracy ladder: plain PTQ, "
+          "PTQ with accuracy control (NNCF / layer fallback by measured sensitivity), QAT distilled from FP32, "
+          "stopping at the first within ACCURACY_BUDGET; every rung in the model's metadata.", LadderConfig,
+          TorchPTQConfig, OnnxPTQConfig, TorchQATConfig, OpenVinoQATConfig, extra=("PRESET", "LAMBDA", "TEMPERATURE")),
     _spec("qat_torch", "Fine-tune, then PyTorch quantization-aware training (FX, TorchScript INT8).",
           TorchQATConfig),
     _spec("qat_openvino", "Fine-tune, then OpenVINO quantization-aware training through NNCF.", OpenVinoQATConfig),

@@ -15,6 +15,7 @@ IMPORTANCES = {
     "GroupTaylorImportance": ("GroupTaylorImportance", {}),
 }
 REGULARISING_PRUNERS = ("GroupNormPruner", "BNSPruner")
+PRUNE_RECOVERIES = ("finetune", "distill")
 # Today's torch-pruning spellings are accepted too.
 _ALIASES = {"basepruner": "MetaPruner", "bnscalepruner": "BNSPruner", "groupmagnitudeimportance": "GroupNormImportance"}
 
@@ -40,6 +41,7 @@ class PruneConfig:
     prune_num_heads: bool = param('PRUNE_NUM_HEADS')
     iterative_steps: int = param('ITERATIVE_STEPS')
     sparsity_epochs: int = param('SPARSITY_EPOCHS')
+    recovery: str = param('PRUNE_RECOVERY')
 
     def __post_init__(self) -> None:
         self.pruner_name = check_choice("PRUNER_NAME", _ALIASES.get(str(self.pruner_name).strip().lower(),
@@ -51,6 +53,7 @@ class PruneConfig:
         self.prune_num_heads = check_bool("PRUNE_NUM_HEADS", self.prune_num_heads)
         self.iterative_steps = check_int("ITERATIVE_STEPS", self.iterative_steps, minimum=1, maximum=100)
         self.sparsity_epochs = check_int("SPARSITY_EPOCHS", self.sparsity_epochs, minimum=0)
+        self.recovery = check_choice("PRUNE_RECOVERY", self.recovery, PRUNE_RECOVERIES)
         if self.sparsity_epochs and self.pruner_name not in REGULARISING_PRUNERS:
             raise ConfigError("SPARSITY_EPOCHS", self.sparsity_epochs,
                               f"0 with PRUNER_NAME={self.pruner_name} (only {', '.join(REGULARISING_PRUNERS)} "

@@ -82,3 +82,21 @@ class OpenVinoPTQConfig:
         self.transformer = check_bool("TRANSFORMER", self.transformer)
         self.subset_size = check_int("SUBSET_SIZE", self.subset_size, minimum=1)
         self.preset = check_choice("PRESET", self.preset, ("performance", "mixed"))
+
+
+LADDER_BACKENDS = ("openvino", "onnx", "torch")
+
+
+@dataclass
+class LadderConfig:
+    """The accuracy-aware ladder: which runtime, and how many points of validation top-1 INT8 may lose.
+
+    ``accuracy_budget`` is the publish gate's ACCURACY_BUDGET (one declaration). The pipeline keeps it >= 0
+    (PublishConfig); the library takes any number, so a negative budget (INT8 must beat FP32) is the
+    impossible budget its tests use."""
+    backend: str = param('LADDER_BACKEND')
+    accuracy_budget: float = param('ACCURACY_BUDGET')
+
+    def __post_init__(self) -> None:
+        self.backend = check_choice("LADDER_BACKEND", self.backend, LADDER_BACKENDS)
+        self.accuracy_budget = check_float("ACCURACY_BUDGET", self.accuracy_budget)

@@ -31,6 +31,24 @@ def kd_loss(student_logits, teacher_logits, labels, *, lambda_: float, temperatu
     return lambda_ * F.cross_entropy(student_logits, labels) + (1.0 - lambda_) * soft
 
 
+def kd_task(dataset: PreparedDataset, teacher, *, lambda_: float, temperature: float):
+    """(the training task whose loss is ``kd_loss`` against the frozen ``teacher``, the companion modules the
+    engine moves with the student): distillation, QAT distilled from FP32, pruning recovered from the unpruned
+    model."""
+    import torch
+
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    def loss_fn(model, x, y):
+        with torch.no_grad():
+            teacher_logits = teacher(x)
+        return kd_loss(model(x), teacher_logits, y, lambda_=lambda_, temperature=temperature)
+
+    return ClassificationTask(dataset, loss_fn=loss_fn), (teacher,)
+
+
 def _load_teacher_checkpoint(config: DistillConfig, num_classes: int, input_size: int,
                              trust_pickled_model: bool = False, platform: str = "torchvision"):
     """CUSTOM_TEACHER_PATH (local, s3:// or minio://), with errors that name the teacher's parameters."""
@@ -122,22 +140,15 @@ def distill(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, stude
                              epochs=train_config.finetune_epochs,
                                checkpoint_dir=checkpoint_dir, name="distill-teacher")
     has_val = bool(manifest.splits.get("val"))
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    task, companions = kd_task(dataset, teacher, lambda_=config.lambda_, temperature=config.temperature)
     teacher_val = round(evaluate_top1(teacher, dataset, "val"), 3) if has_val else None
     log.info("teacher %s: val top-1 %s", teacher_source, teacher_val)
-
-    def loss_fn(model, x, y):
-        with torch.no_grad():
-            teacher_logits = teacher(x)
-        return kd_loss(model(x), teacher_logits, y, lambda_=config.lambda_, temperature=config.temperature)
 
     student_config = dataclasses.replace(train_config, seed=config.seed)
     log.info("distilling into %s for %d epoch(s) (LAMBDA %s, TEMPERATURE %s)", student_source, config.epochs,
              config.lambda_, config.temperature)
-    result = fit(student, ClassificationTask(dataset, loss_fn=loss_fn), student_config, epochs=config.epochs,
-                 learning_rate=config.lr, weight_decay=config.weight_decay, companions=(teacher,),
+    result = fit(student, task, student_config, epochs=config.epochs,
+                 learning_rate=config.lr, weight_decay=config.weight_decay, companions=companions,
                  checkpoint_dir=checkpoint_dir, name="distill")
     val_top1 = result.best_val_top1
     if val_top1 is None and has_val:
@@ -161,4 +172,4 @@ def distill(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, stude
     return metadata
 
 
-__all__ = ["distill", "kd_loss", "load_teacher"]
+__all__ = ["distill", "kd_loss", "kd_task", "load_teacher"]

@@ -21,7 +21,7 @@ from visioncompress.config import TrainConfig, to_spec
 from visioncompress.config.prune import IMPORTANCES, PRUNERS, PruneConfig
 from visioncompress.errors import ConfigError, VisionCompressError
 from visioncompress.log import get_logger
-from visioncompress.models import save_torch_model
+from visioncompress.models import load_torch_module, save_torch_model
 from visioncompress.quantize._common import load_inputs
 from visioncompress.train.engine import ClassificationTask, TrainResult, evaluate_top1, fit
 from visioncompress.train.losses import make_criterion
@@ -247,8 +247,11 @@ def sparse_train(model, example, dataset, config: PruneConfig, train_config: Tra
 
 def prune(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
           config: PruneConfig, train_config: TrainConfig, *,
-          checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
-    """Prune the FP32 model in ``model_dir``; writes a torch-module artifact (``torch.load``-able)."""
+          checkpoint_dir: str | os.PathLike | None = None, distill_config=None) -> ModelMetadata:
+    """Prune the FP32 model in ``model_dir``; writes a torch-module artifact (``torch.load``-able).
+
+    PRUNE_RECOVERY=distill: the fine-tune after pruning learns from the unpruned model too (``kd_task``, with
+    ``distill_config``'s LAMBDA and TEMPERATURE; the spec's defaults when not given)."""
     import torch
 
     from visioncompress.prune.attention import convert_attention, head_counts
@@ -290,9 +293,18 @@ def prune(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_d
 
     result = TrainResult()
     if train_config.training and train_config.finetune_epochs > 0:
-        result = fit(pruned, ClassificationTask(dataset, train_config.criterion), train_config,
-                     epochs=train_config.finetune_epochs,
-                       checkpoint_dir=checkpoint_dir, name="prune-finetune")
+        task, companions = ClassificationTask(dataset, train_config.criterion), ()
+        if config.recovery == "distill":
+            from visioncompress.config import DistillConfig, config_from
+            from visioncompress.distill.classification import kd_task
+
+            kd = distill_config or config_from(DistillConfig, {})
+            log.info("recovering by distillation from the unpruned model (LAMBDA %s, TEMPERATURE %s)", kd.lambda_,
+                     kd.temperature)
+            task, companions = kd_task(dataset, load_torch_module(model_dir), lambda_=kd.lambda_,
+                                       temperature=kd.temperature)
+        result = fit(pruned, task, train_config, epochs=train_config.finetune_epochs, companions=companions,
+                     checkpoint_dir=checkpoint_dir, name="prune-finetune")
     val_top1 = result.best_val_top1
     if val_top1 is None and has_val:
         val_top1 = round(evaluate_top1(pruned, dataset, "val"), 3)

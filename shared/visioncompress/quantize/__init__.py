@@ -48,7 +48,9 @@ def quantize(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, outpu
 
 def quantize_aware(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
                    config: TorchQATConfig | OpenVinoQATConfig, train_config: TrainConfig, *,
-                   checkpoint_dir: str | os.PathLike | None = None, post=None) -> ModelMetadata:
+                   checkpoint_dir: str | os.PathLike | None = None, post=None, teacher=None,
+                   distill_config=None) -> ModelMetadata:
+    """``teacher`` (a torch classifier, with ``distill_config``'s LAMBDA and TEMPERATURE): QAT distilled from it."""
     if _is_detection(model_dir) and isinstance(config, OpenVinoQATConfig):
         from visioncompress.detection.qat_openvino import qat_openvino_detector
 
@@ -62,7 +64,8 @@ def quantize_aware(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
         from visioncompress.quantize.qat_openvino import qat_openvino as backend
     else:
         raise TypeError(f"no QAT backend takes a {type(config).__name__}")
-    return backend(model_dir, dataset_dir, output_dir, config, train_config, checkpoint_dir=checkpoint_dir)
+    return backend(model_dir, dataset_dir, output_dir, config, train_config, checkpoint_dir=checkpoint_dir,
+                   teacher=teacher, distill_config=distill_config)
 
 
 def _is_detection(model_dir) -> bool:

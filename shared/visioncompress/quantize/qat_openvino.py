@@ -38,8 +38,8 @@ from visioncompress.errors import MissingDependencyError
 from visioncompress.log import get_logger
 from visioncompress.quantize._common import calibration_arrays, derived_metadata, load_inputs
 from visioncompress.quantize.openvino import convert_to_openvino
-from visioncompress.quantize.qat_torch import qat_metrics, qat_params, qat_train_config
-from visioncompress.train.engine import ClassificationTask, fit
+from visioncompress.quantize.qat_torch import qat_metrics, qat_params, qat_task, qat_train_config
+from visioncompress.train.engine import fit
 
 log = get_logger("quantize.qat_openvino")
 
@@ -137,7 +137,8 @@ def _quantized_model(model, dataset, config: OpenVinoQATConfig, checkpoint_dir: 
 
 def qat_openvino(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
                  config: OpenVinoQATConfig, train_config: TrainConfig, *,
-                 checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
+                 checkpoint_dir: str | os.PathLike | None = None, teacher=None, distill_config=None) -> ModelMetadata:
+    """``teacher`` (with ``distill_config``): train against the teacher's soft targets too (``qat_task``)."""
     import openvino as ov
     import torch
 
@@ -149,8 +150,9 @@ def qat_openvino(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, o
     log.info("NNCF QAT (%s kernels): %d epoch(s) at learning rate %g, batch %d", kernels, config.qat_epochs,
              config.qat_learning_rate, config.batch_size)
     qat_config = qat_train_config(train_config, config)
-    result = fit(quantized, ClassificationTask(dataset, qat_config.criterion), qat_config, epochs=config.qat_epochs,
-                   learning_rate=config.qat_learning_rate, checkpoint_dir=checkpoint_dir, name=STAGE)
+    task, companions = qat_task(dataset, qat_config.criterion, teacher, distill_config)
+    result = fit(quantized, task, qat_config, epochs=config.qat_epochs, learning_rate=config.qat_learning_rate,
+                 companions=companions, checkpoint_dir=checkpoint_dir, name=STAGE)
     ov_model = convert_to_openvino(quantized, example)
     metadata = derived_metadata(parent, model_dir, stage=STAGE, precision="int8", config=config, fmt="openvino-ir")
     metadata = metadata.derive(params=qat_params(train_config, config), metrics=qat_metrics(result))

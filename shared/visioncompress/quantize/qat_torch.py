@@ -47,6 +47,18 @@ def qat_metrics(result: TrainResult) -> dict:
             "resumed_from_epoch": result.resumed_from_epoch}
 
 
+def qat_task(dataset, criterion: str, teacher=None, distill_config=None):
+    """The QAT training task and its companion modules: plain labels, or with ``teacher`` (a torch model, e.g.
+    the FP32 model before quantization) knowledge distillation with DistillConfig's LAMBDA and TEMPERATURE."""
+    if teacher is None:
+        return ClassificationTask(dataset, criterion), ()
+    from visioncompress.distill.classification import kd_task
+
+    log.info("QAT distilled from the FP32 teacher (LAMBDA %s, TEMPERATURE %s)", distill_config.lambda_,
+             distill_config.temperature)
+    return kd_task(dataset, teacher, lambda_=distill_config.lambda_, temperature=distill_config.temperature)
+
+
 def prepare_qat(model, example, engine: str):
     """A training-mode copy of ``model`` with fake quantization inserted for ``engine``."""
     from torch.ao.quantization import get_default_qat_qconfig_mapping
@@ -57,7 +69,8 @@ def prepare_qat(model, example, engine: str):
 
 def qat_torch(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
               config: TorchQATConfig, train_config: TrainConfig, *,
-              checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
+              checkpoint_dir: str | os.PathLike | None = None, teacher=None, distill_config=None) -> ModelMetadata:
+    """``teacher`` (with ``distill_config``): train against the teacher's soft targets too (``qat_task``)."""
     import torch
     from torch.ao.quantization.quantize_fx import convert_fx
 
@@ -68,8 +81,9 @@ def qat_torch(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, outp
     log.info("torch QAT (engine %s): %d epoch(s) at learning rate %g, batch %d", config.engine, config.qat_epochs,
              config.qat_learning_rate, config.batch_size)
     qat_config = qat_train_config(train_config, config)
-    result = fit(prepared, ClassificationTask(dataset, qat_config.criterion), qat_config, epochs=config.qat_epochs,
-                   learning_rate=config.qat_learning_rate, checkpoint_dir=checkpoint_dir, name="qat_torch")
+    task, companions = qat_task(dataset, qat_config.criterion, teacher, distill_config)
+    result = fit(prepared, task, qat_config, epochs=config.qat_epochs, learning_rate=config.qat_learning_rate,
+                 companions=companions, checkpoint_dir=checkpoint_dir, name="qat_torch")
     quantized = convert_fx(prepared.eval())
     with torch.inference_mode():
         scripted = torch.jit.freeze(torch.jit.trace(quantized, example, check_trace=False).eval())
@@ -82,4 +96,4 @@ def qat_torch(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, outp
     return metadata
 
 
-__all__ = ["prepare_qat", "qat_torch"]
+__all__ = ["prepare_qat", "qat_task", "qat_torch"]

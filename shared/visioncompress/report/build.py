@@ -10,7 +10,7 @@ import platform
 from pathlib import Path
 
 from visioncompress.log import get_logger
-from visioncompress.report.tables import QUALITY_LABELS, compare, markdown_table, quality
+from visioncompress.report.tables import QUALITY_LABELS, _fmt, compare, markdown_table, quality
 
 log = get_logger("report")
 
@@ -82,6 +82,28 @@ def choices_description(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ladder_description(rows: list[dict]) -> str:
+    """The accuracy ladder of each model that came from one: every rung tried, the layers kept in FP32, the choice."""
+    parts, seen = [], set()
+    for r in rows:
+        ladder = r.get("ladder")
+        if not isinstance(ladder, dict) or r["variant"] in seen:
+            continue
+        seen.add(r["variant"])
+        parts += [f"Accuracy ladder of {r['variant']} ({ladder['backend']}): budget {ladder['budget']:g} point(s) of "
+                  f"validation top-1 against FP32 ({ladder['fp32_val_top1']:.2f} on {ladder['val_images']} images); "
+                  f"chosen: {ladder['chosen']} ({'within budget' if ladder['within_budget'] else 'OVER BUDGET'}).", "",
+                  "| rung | val top-1 | drop | within budget | p50 b1 (ms) | layers in FP32 | how |", "|---|---|---|---|---|---|---|"]
+        for rung in ladder["rungs"]:
+            parts.append(f"| {rung['rung']} | {_fmt(rung['val_top1'], '{:.2f}')} | {_fmt(rung['drop'], '{:+.2f}')} | "
+                         f"{'yes' if rung['within_budget'] else 'no'} | {_fmt(rung['latency_b1_ms'], '{:.3f}')} | "
+                         f"{', '.join(rung['fp32_layers']) or '-'} | {rung['note'] or '-'} |")
+        if ladder.get("message"):
+            parts += ["", f"NOTICE: {ladder['message']}"]
+        parts.append("")
+    return "\n".join(parts)
+
+
 def pareto_description(rows: list[dict]) -> str:
     parts = []
     for batch_size in sorted({r["batch_size"] for r in rows}):
@@ -137,7 +159,7 @@ def build_report(rows: list[dict], markdown_path: str | os.PathLike, json_path: 
         f"any runtime ({'; '.join(references) or 'none measured'}).", threads_description(rows), "", table, "",
         f"![latency vs accuracy](data:image/png;base64,{image})" if image else "", "",
         pareto_description(rows) if rows else "", "",
-        "How each row ran:", "", choices_description(rows), "",
+        "How each row ran:", "", choices_description(rows), "", ladder_description(rows),
     ])
     Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
     Path(markdown_path).write_text(text)

@@ -13,7 +13,9 @@ two publications on the same date never share a prefix. The manifest is written 
 lists (a prefix without one is an incomplete publication), and ``latest.json`` is written last, in
 one request, only when the primary model's metric (``top1`` for classification, ``mAP`` for detection)
 is at most ``accuracy_budget`` points below the one ``latest.json`` records; the first publication
-always sets it. A candidate over budget is not uploaded at all unless ``publish_over_budget``; then it
+always sets it, unless a model is one the accuracy ladder marked over its budget against its own FP32 model
+(``over_budget_models``), which is over budget whatever ``latest.json`` holds. A candidate over budget is not
+uploaded at all unless ``publish_over_budget``; then it
 gets its own prefix and a manifest marked ``rejected``, and ``latest.json`` stays where it was.
 
 ``keep_last`` > 0 deletes the oldest complete publications beyond that many, never the one
@@ -135,6 +137,18 @@ def metrics_for(name: str, metadata, rows: list[dict]) -> dict:
         raise ArtifactError(f"the benchmark rows of published model {name!r} carry no {metric}")
     return {"metric_name": metric, "metric": max(values),
             "benchmarks": [{k: r[k] for k in _BENCHMARK_KEYS if k in r} for r in mine]}
+
+
+def over_budget_models(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """{name: why} for models the accuracy ladder marked over budget (``metrics.ladder.within_budget`` False):
+    they are never published unless PUBLISH_OVER_BUDGET, whatever ``latest.json`` holds."""
+    over = {}
+    for name, md in metadata.items():
+        ladder = md.metrics.get("ladder") if isinstance(md.metrics, dict) else None
+        if isinstance(ladder, dict) and ladder.get("within_budget") is False:
+            over[name] = ladder.get("message") or (f"the accuracy ladder found no INT8 model within "
+                                                   f"ACCURACY_BUDGET={ladder.get('budget')} of FP32")
+    return over
 
 
 def _label(metric: str) -> str:
@@ -263,6 +277,10 @@ def publish(model_dirs: Mapping[str, str | os.PathLike], report_path: str | os.P
         raise ConfigError("DESTINATION", destination_uri, f"a destination for {_label(metric)} models "
                           f"(its latest.json follows {previous.get('metric_name')})")
     decision = pointer_decision(previous, accuracy, budget, metric)
+    over = over_budget_models(metadata)
+    if over:  # the accuracy ladder found no INT8 model within budget against its own FP32 model
+        decision = {**decision, "moved": False, "reason": "; ".join(
+            f"model {name!r}: {message}" for name, message in over.items())}
     sources = dict(sources or {})
     manifest = {
         "kind": "visioncompress.publication", "version": 2, "date": day.isoformat(), "id": ident,
