@@ -20,8 +20,7 @@ from visioncompress.config import OpenVinoPTQConfig, to_spec
 from visioncompress.detection.artifacts import (
     calibration_images, export_info, exported_metadata, load_detection_inputs,
 )
-from visioncompress.detection.export import export_end_to_end, resolve_settings
-from visioncompress.detection.heads import require_one_stage
+from visioncompress.detection.export import require_exportable, export_end_to_end, resolve_settings
 from visioncompress.detection.metrics import coco_map
 from visioncompress.log import get_logger
 
@@ -68,7 +67,7 @@ def quantize_detector_openvino(model_dir: str | os.PathLike, dataset_dir: str | 
     import openvino as ov
 
     detector, parent, data = load_detection_inputs(model_dir, dataset_dir)
-    require_one_stage(detector, "OpenVINO PTQ")
+    require_exportable(detector, "OpenVINO PTQ")
     settings = resolve_settings(detector, post)
     calibration = [b[i:i + 1] for b in calibration_images(data, 8, limit=config.subset_size) for i in range(len(b))]
     with tempfile.TemporaryDirectory() as tmp:
