@@ -278,10 +278,11 @@ def test_faster_rcnn_exports_as_one_graph_with_the_pytorch_detections(tmp_path):
     insize = 128
     detector = _spread_rcnn(insize)
     path = export_end_to_end(detector, insize, default_settings(detector), tmp_path / "rcnn.onnx")
-    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    assert ops.count("NonMaxSuppression") == 2 and "RoiAlign" in ops
-    assert {"NonMaxSuppression", "RoiAlign", "TopK"} <= {dict(zip([n.name for n in onnx.load(str(path)).graph.node],
-                                                                   ops))[n] for n in fp_node_names(path)}
+    types = {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
+    assert list(types.values()).count("NonMaxSuppression") == 2 and "RoiAlign" in types.values()
+    fp_types = {types[n] for n in fp_node_names(path)}  # proposal selection, RoIAlign, decoding, NMS: not quantized
+    assert {"NonMaxSuppression", "RoiAlign", "TopK", "Sigmoid", "Softmax"} <= fp_types
+    assert not {"Conv", "Gemm"} & fp_types  # backbone, FPN, RPN head and box head are the quantizable core
     images = torch.rand(3, 3, insize, insize)
     reference = predict(detector, images)
     n_ort = _assert_same_detections(reference, _ort_outputs(path, images.numpy()), what="faster r-cnn onnxruntime")
@@ -326,3 +327,28 @@ def test_faster_rcnn_int8_keeps_proposal_selection_and_nms_in_fp(detection_short
         done = subprocess.run([sys.executable, "-c", RUNTIME_ONLY, kind, str(path)], capture_output=True, text=True,
                               timeout=300)
         assert done.returncode == 0, f"{path}: {done.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("max_drop", [0.5])
+def test_openvino_ptq_with_accuracy_control_runs_and_meets_its_bound(max_drop, detection_model_dir,
+                                                                     detection_dataset_dir, tmp_path):
+    """MAX_ACCURACY_DROP > 0: ``nncf.quantize_with_accuracy_control`` with validation mAP (32 images) as its
+    metric. The returned model meets the bound on the validation split, or the stage reports the operations
+    NNCF reverted to floating point and that the bound was not reached."""
+    import openvino as ov
+
+    out = tmp_path / "ov-ac"
+    metadata = quantize(detection_model_dir, detection_dataset_dir, out,
+                        OpenVinoPTQConfig(transformer=False, subset_size=32, max_accuracy_drop=max_drop))
+    report = metadata.metrics["accuracy_control"]
+    print(f"accuracy control (MAX_ACCURACY_DROP={max_drop}): val mAP {metadata.metrics['val_mAP']} vs FP32 "
+          f"{metadata.metrics['val_mAP_fp32']}; {len(report['reverted'])} reverted; NNCF: {report['nncf']}")
+    assert metadata.params["detection_export"]["quantized_by"] == "nncf.quantize_with_accuracy_control"
+    assert metadata.metrics["val_mAP_fp32"] > 0  # a detector that detects: the bound means something
+    assert report["meets_max_drop"] or report["reverted"], report
+    assert report["drop"] == pytest.approx(metadata.metrics["val_mAP_fp32"] - metadata.metrics["val_mAP"], abs=1e-3)
+    model = ov.Core().read_model(str(out / "model.xml"))
+    assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+    _, runner = detection_runner(out)
+    data = load_detection_dataset(detection_dataset_dir)
+    assert measure_map(runner, data)[0]["mAP"] >= 0 and report["nncf"]

@@ -53,10 +53,13 @@ def default_two_stage_settings(detector: nn.Module) -> PostSettings:
 
 
 class _Core(nn.Module):
-    """The quantizable parts, under one name scope (``/core/``)."""
+    """The quantizable parts. Every use goes through this module's own call (``part`` says which), so their
+    ONNX nodes are named under ``/core/`` (a submodule called directly from the parent would be named
+    ``/backbone/...`` and quantization could not tell it from the post-processing)."""
 
-    def __init__(self, detector: nn.Module):
+    def __init__(self, detector: nn.Module, insize: int, padded: int):
         super().__init__()
+        self.pad = padded - insize
         self.backbone = detector.backbone
         self.rpn_head = detector.rpn.head
         self.box_head = detector.roi_heads.box_head
@@ -65,6 +68,16 @@ class _Core(nn.Module):
         self.register_buffer("mean", torch.tensor(transform.image_mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(transform.image_std).view(1, -1, 1, 1), persistent=False)
 
+    def forward(self, part: str, *inputs):
+        if part == "features":  # normalisation, padding to SIZE_DIVISIBLE as torchvision's transform, backbone + FPN
+            x = (inputs[0] - self.mean) / self.std
+            if self.pad:
+                x = nn.functional.pad(x, (0, self.pad, 0, self.pad))
+            return self.backbone(x)
+        if part == "rpn":
+            return self.rpn_head(list(inputs))
+        return self.box_predictor(self.box_head(inputs[0]))  # "boxes": class logits, per-class box deltas
+
 
 class FasterRCNNEndToEnd(nn.Module):
     """Images in [0, 1] (N x 3 x S x S) -> boxes, scores, labels, num_detections (see the module docstring)."""
@@ -72,9 +85,9 @@ class FasterRCNNEndToEnd(nn.Module):
     def __init__(self, detector: nn.Module, insize: int, settings: PostSettings):
         super().__init__()
         detector = detector.eval()
-        self.core = _Core(detector)
         self.insize, self.settings = insize, settings
         self.padded = int(math.ceil(insize / SIZE_DIVISIBLE) * SIZE_DIVISIBLE)
+        self.core = _Core(detector, insize, self.padded)
         rpn, heads = detector.rpn, detector.roi_heads
         self.rpn_coder, self.box_coder = rpn.box_coder, heads.box_coder
         self.rpn_iou, self.rpn_min_size = float(rpn.nms_thresh), float(rpn.min_size)
@@ -159,13 +172,8 @@ class FasterRCNNEndToEnd(nn.Module):
         return select_detections(boxes, scores, labels, valid, num_classes, s)
 
     def forward(self, images):
-        core = self.core
-        x = (images - core.mean) / core.std
-        if self.padded != self.insize:
-            x = nn.functional.pad(x, (0, self.padded - self.insize, 0, self.padded - self.insize))
-        features = core.backbone(x)
-        objectness, deltas = core.rpn_head(list(features.values()))
+        features = self.core("features", images)
+        objectness, deltas = self.core("rpn", *features.values())
         proposals, valid = self.proposals(objectness, deltas)
-        pooled = self.roi_features(features, proposals)
-        class_logits, box_regression = core.box_predictor(core.box_head(pooled))
+        class_logits, box_regression = self.core("boxes", self.roi_features(features, proposals))
         return self.detections(class_logits, box_regression, proposals, valid)
