@@ -244,3 +244,111 @@ def test_fp_nodes_are_the_post_processing(tmp_path):
     names = fp_node_names(path)
     ops = {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
     assert "NonMaxSuppression" in {ops[n] for n in names} and "Conv" not in {ops[n] for n in names}
+
+
+# --- Faster R-CNN (detection.export_two_stage) -----------------------------------------------------------------
+RCNN = "fasterrcnn_mobilenet_v3_large_320_fpn"
+
+
+def _spread_rcnn(insize: int):
+    """An untrained, seeded Faster R-CNN with spread-out scores: torchvision's initialisation leaves backbone
+    features near 1e-8 and every RPN score at exactly 0.5 (all tied), so the backbone gets Kaiming weights and
+    the heads' last layers are scaled to logits of about unit size. Slots for every detection, so that no
+    top-k cut falls between tied scores."""
+    torch.manual_seed(0)
+    detector = build_detector(RCNN, 3, insize, [0.5] * 3, [0.25] * 3).eval()
+    with torch.no_grad():
+        for module in detector.backbone.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        for parameter, std in ((detector.rpn.head.cls_logits.weight, 4e-4), (detector.rpn.head.bbox_pred.weight, 1e-4),
+                               (detector.roi_heads.box_predictor.cls_score.weight, 1.5e-4),
+                               (detector.roi_heads.box_predictor.bbox_pred.weight, 3e-6)):
+            parameter.normal_(0.0, std)
+    detector.roi_heads.detections_per_img = 10_000
+    return detector
+
+
+@pytest.mark.slow  # 262 s wall on the shared 2-core machine (27 s CPU)
+def test_faster_rcnn_exports_as_one_graph_with_the_pytorch_detections(tmp_path):
+    """RPN NMS and the final per-class NMS as ONNX NonMaxSuppression, RoIAlign as ONNX RoiAlign; exported at
+    batch 1, run at batch 3 (dynamic batch) in ONNX Runtime and OpenVINO."""
+    import onnx
+
+    insize = 128
+    detector = _spread_rcnn(insize)
+    path = export_end_to_end(detector, insize, default_settings(detector), tmp_path / "rcnn.onnx")
+    types = {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
+    assert list(types.values()).count("NonMaxSuppression") == 2 and "RoiAlign" in types.values()
+    fp_types = {types[n] for n in fp_node_names(path)}  # proposal selection, RoIAlign, decoding, NMS: not quantized
+    assert {"NonMaxSuppression", "RoiAlign", "TopK", "Sigmoid", "Softmax"} <= fp_types
+    assert not {"Conv", "Gemm"} & fp_types  # backbone, FPN, RPN head and box head are the quantizable core
+    images = torch.rand(3, 3, insize, insize)
+    reference = predict(detector, images)
+    n_ort = _assert_same_detections(reference, _ort_outputs(path, images.numpy()), what="faster r-cnn onnxruntime")
+    n_ov = _assert_same_detections(reference, _ov_outputs(path, images.numpy()), what="faster r-cnn openvino")
+    print(f"{n_ort} Faster R-CNN detections on 3 images matched in ONNX Runtime and OpenVINO")
+    assert n_ort == n_ov > 3
+
+
+@pytest.mark.slow
+def test_faster_rcnn_int8_keeps_proposal_selection_and_nms_in_fp(detection_short_dataset_dir, tmp_path):
+    """ONNX Runtime and OpenVINO INT8 of a Faster R-CNN artifact: Q/DQ (FakeQuantize) only in the network,
+    RPN proposal selection, RoIAlign, decoding and both NMS in floating point; each runs with only its runtime."""
+    import onnx
+    import openvino as ov
+
+    from visioncompress.config import ModelConfig, TrainConfig
+    from visioncompress.train import finetune
+
+    fp32 = finetune(detection_short_dataset_dir, tmp_path / "fp32", ModelConfig(model=RCNN),
+                    TrainConfig(batch_size=8, training=False)) and tmp_path / "fp32"
+    outputs = {"onnx": tmp_path / "onnx", "openvino": tmp_path / "openvino"}
+    quantize(fp32, detection_short_dataset_dir, outputs["onnx"],
+             OnnxPTQConfig(activation_type="QUInt8", weight_type="QInt8", batch_size=8))
+    quantize(fp32, detection_short_dataset_dir, outputs["openvino"], OpenVinoPTQConfig(transformer=False, subset_size=16))
+    for kind, directory in outputs.items():
+        metadata, _ = detection_runner(directory)
+        info = metadata.params["detection_export"]
+        if kind == "onnx":
+            graph = onnx.load(str(directory / "model.onnx")).graph
+            types = {n.name: n.op_type for n in graph.node}
+            quantized = [n for n, t in types.items() if t in ("QuantizeLinear", "DequantizeLinear")]
+            path = directory / "model.onnx"
+        else:
+            model = ov.Core().read_model(str(directory / "model.xml"))
+            types = {op.get_friendly_name(): op.get_type_name() for op in model.get_ops()}
+            quantized = [n for n, t in types.items() if t == "FakeQuantize"]
+            path = directory / "model.xml"
+        fp_types = {types[n] for n in info["fp_nodes"] if n in types}
+        assert quantized and not set(quantized) & set(info["fp_nodes"]), kind
+        assert {"TopK"} <= fp_types and ({"NonMaxSuppression", "RoiAlign"} <= fp_types
+                                         or {"NonMaxSuppression", "ROIAlign"} <= fp_types), (kind, fp_types)
+        done = subprocess.run([sys.executable, "-c", RUNTIME_ONLY, kind, str(path)], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, f"{path}: {done.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("max_drop", [0.5])
+def test_openvino_ptq_with_accuracy_control_runs_and_meets_its_bound(max_drop, detection_model_dir,
+                                                                     detection_dataset_dir, tmp_path):
+    """MAX_ACCURACY_DROP > 0: ``nncf.quantize_with_accuracy_control`` with validation mAP (32 images) as its
+    metric. The returned model meets the bound on the validation split, or the stage reports the operations
+    NNCF reverted to floating point and that the bound was not reached."""
+    import openvino as ov
+
+    out = tmp_path / "ov-ac"
+    metadata = quantize(detection_model_dir, detection_dataset_dir, out,
+                        OpenVinoPTQConfig(transformer=False, subset_size=32, max_accuracy_drop=max_drop))
+    report = metadata.metrics["accuracy_control"]
+    print(f"accuracy control (MAX_ACCURACY_DROP={max_drop}): val mAP {metadata.metrics['val_mAP']} vs FP32 "
+          f"{metadata.metrics['val_mAP_fp32']}; {len(report['reverted'])} reverted; NNCF: {report['nncf']}")
+    assert metadata.params["detection_export"]["quantized_by"] == "nncf.quantize_with_accuracy_control"
+    assert metadata.metrics["val_mAP_fp32"] > 0  # a detector that detects: the bound means something
+    assert report["meets_max_drop"] or report["reverted"], report
+    assert report["drop"] == pytest.approx(metadata.metrics["val_mAP_fp32"] - metadata.metrics["val_mAP"], abs=1e-3)
+    model = ov.Core().read_model(str(out / "model.xml"))
+    assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+    _, runner = detection_runner(out)
+    data = load_detection_dataset(detection_dataset_dir)
+    assert measure_map(runner, data)[0]["mAP"] >= 0 and report["nncf"]

@@ -31,9 +31,8 @@ def test_defaults_validate(name):
     ("detect_ptq_onnx", {"MODEL": "resnet18"}, "MODEL"),
     ("detect_ptq_onnx", {"DATASET_SOURCE": "fashion-mnist"}, "DATASET_SOURCE"),
     ("detect_ptq_openvino", {"MAX_ACCURACY_DROP": -1}, "MAX_ACCURACY_DROP"),
-    ("detect_ptq_openvino", {"MODEL": "fasterrcnn_resnet50_fpn"}, "MODEL"),
     ("detect_ptq_tensorrt", {"IOU": 1.5}, "IOU"),
-    ("detect_ptq_tensorrt", {"MODEL": "fasterrcnn_mobilenet_v3_large_320_fpn"}, "MODEL"),
+    ("detect_qat_openvino", {"MODEL": "fasterrcnn_resnet50_fpn"}, "MODEL"),
     ("ptq_onnx", {"MODEL": "fcos_resnet18_fpn"}, "MODEL"),
     ("detect_distill", {"TEACHER_MODEL": "vgg16"}, "TEACHER_MODEL"),
 ])

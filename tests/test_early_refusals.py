@@ -1,6 +1,6 @@
 """What the parameters and the model name already say is refused before any step runs, naming the parameter.
 
-Each detection stage checks the built model (``heads.require_one_stage`` for ONNX PTQ and OpenVINO QAT,
+Each detection stage checks the built model (``heads.require_one_stage`` for OpenVINO QAT,
 ``group_fisher._fpn`` for pruning); the pre-run check reads the same facts from the name, and
 ``detector_traits`` is checked here against every built detector so the two cannot drift apart.
 """
@@ -25,7 +25,6 @@ def test_detector_traits_match_the_built_models():
 
 
 @pytest.mark.parametrize("pipeline, model, expected", [
-    ("detect_ptq_onnx", "fasterrcnn_mobilenet_v3_large_320_fpn", "a one-stage detector for ONNX PTQ"),
     ("detect_qat_openvino", "fasterrcnn_resnet50_fpn", "a one-stage detector for OpenVINO QAT"),
     ("detect_prune", "ssdlite320_mobilenet_v3_large", "a detector with an FPN backbone for GroupFisher pruning"),
 ])
@@ -43,6 +42,8 @@ def test_models_the_stages_take_pass_the_pre_run_checks():
 
     validate_pipeline_params("detect_ptq_onnx", {"MODEL": "ssdlite320_mobilenet_v3_large"})  # one-stage, no FPN
     validate_pipeline_params("detect_prune", {"MODEL": "fasterrcnn_mobilenet_v3_large_320_fpn"})  # two-stage, FPN
+    for pipeline in ("detect_ptq_onnx", "detect_ptq_openvino", "detect_ptq_tensorrt"):  # exported end to end
+        validate_pipeline_params(pipeline, {"MODEL": "fasterrcnn_mobilenet_v3_large_320_fpn"})
     validate_pipeline_params("detect_distill", {"TEACHER_MODEL": "fasterrcnn_resnet50_fpn"})  # distillation takes both
 
 

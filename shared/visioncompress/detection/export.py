@@ -18,6 +18,9 @@ Outputs, for a batch of N images and K = min(MAX_BBOX_PER_IMG, candidates) slots
 
 All post-processing nodes are under the ``/post/`` name scope of the ONNX graph: quantization excludes them
 (``fp_node_names``), so decoding and NMS always run in floating point.
+
+Faster R-CNN (``export_two_stage``) gives the same four outputs from one graph, with the RPN's proposal
+selection (its NMS too) and multi-scale RoIAlign (ONNX ``RoiAlign``) inside, also with a dynamic batch.
 """
 
 from __future__ import annotations
@@ -58,9 +61,25 @@ class PostSettings:
 
 def default_settings(detector: nn.Module) -> PostSettings:
     """torchvision's own post-processing settings of this detector."""
+    if family(detector) == "two-stage":
+        from visioncompress.detection.export_two_stage import default_two_stage_settings
+
+        return default_two_stage_settings(require_exportable(detector, "end-to-end export"))
     return PostSettings(score_threshold=float(detector.score_thresh), iou=float(detector.nms_thresh),
                         nms_pre=int(detector.topk_candidates), max_per_image=int(detector.detections_per_img),
                         max_per_class=0, min_size=0.0)
+
+
+def require_exportable(detector: nn.Module, stage: str) -> nn.Module:
+    """The detector, if it exports end to end (every one-stage family and Faster R-CNN); else ConfigError."""
+    from visioncompress.detection.export_two_stage import is_faster_rcnn
+
+    if family(detector) == "two-stage" and not is_faster_rcnn(detector):
+        from visioncompress.errors import ConfigError
+
+        raise ConfigError("MODEL", type(detector).__name__,
+                          f"a detector that exports end to end for {stage}: FCOS, RetinaNet, SSD(lite) or Faster R-CNN")
+    return detector
 
 
 def resolve_settings(detector: nn.Module, config=None) -> PostSettings:
@@ -162,24 +181,36 @@ class PostProcess(nn.Module):
         if s.min_size > 0:
             valid = valid & ((boxes[..., 2] - boxes[..., 0]) >= s.min_size) & \
                 ((boxes[..., 3] - boxes[..., 1]) >= s.min_size)
-        candidates = scores.shape[1]
-        num_classes = outputs["cls_logits"].shape[-1]
-        classes = torch.arange(num_classes, dtype=torch.int64).view(1, -1, 1)
-        per_class = torch.where((labels.unsqueeze(1) == classes) & valid.unsqueeze(1), scores.unsqueeze(1),
-                                torch.full_like(scores.unsqueeze(1), -1.0))  # N x C x M, -1 = not a candidate
-        selected = NonMaxSuppression.apply(
-            boxes, per_class, torch.tensor([s.max_per_class or candidates], dtype=torch.int64),
-            torch.tensor([s.iou], dtype=torch.float32), torch.tensor([0.0], dtype=torch.float32))
-        flat = selected[:, 0] * candidates + selected[:, 2]
-        kept = torch.zeros_like(scores).flatten().scatter(0, flat, torch.ones_like(flat, dtype=scores.dtype))
-        kept = kept.view_as(scores) > 0
-        slots = min(s.max_per_image, candidates)
-        final, index = torch.where(kept, scores, torch.full_like(scores, -1.0)).topk(slots, dim=1)
-        ok = final > 0
-        out_boxes = torch.gather(boxes, 1, index.unsqueeze(-1).expand(-1, -1, 4)) * ok.unsqueeze(-1).to(boxes.dtype)
-        out_scores = torch.where(ok, final, torch.zeros_like(final))
-        out_labels = torch.where(ok, torch.gather(labels, 1, index), torch.full_like(index, PADDING["label"]))
-        return out_boxes, out_scores, out_labels, ok.to(torch.int64).sum(dim=1)
+        return select_detections(boxes, scores, labels, valid, outputs["cls_logits"].shape[-1], s)
+
+
+def select_detections(boxes, scores, labels, valid, num_classes: int, s: PostSettings):
+    """Per-class NMS (ONNX ``NonMaxSuppression``) over N x M candidates, then the best MAX_BBOX_PER_IMG per
+    image in the padded output convention: boxes, scores, labels, num_detections. ``labels`` lie in
+    [0, num_classes); candidates where ``valid`` is False never survive."""
+    candidates = scores.shape[1]
+    classes = torch.arange(num_classes, dtype=torch.int64).view(1, -1, 1)
+    per_class = torch.where((labels.unsqueeze(1) == classes) & valid.unsqueeze(1), scores.unsqueeze(1),
+                            torch.full_like(scores.unsqueeze(1), -1.0))  # N x C x M, -1 = not a candidate
+    selected = NonMaxSuppression.apply(
+        boxes, per_class, torch.tensor([s.max_per_class or candidates], dtype=torch.int64),
+        torch.tensor([s.iou], dtype=torch.float32), torch.tensor([0.0], dtype=torch.float32))
+    kept = kept_mask(selected, scores)
+    slots = min(s.max_per_image, candidates)
+    final, index = torch.where(kept, scores, torch.full_like(scores, -1.0)).topk(slots, dim=1)
+    ok = final > 0
+    out_boxes = torch.gather(boxes, 1, index.unsqueeze(-1).expand(-1, -1, 4)) * ok.unsqueeze(-1).to(boxes.dtype)
+    out_scores = torch.where(ok, final, torch.zeros_like(final))
+    out_labels = torch.where(ok, torch.gather(labels, 1, index), torch.full_like(index, PADDING["label"]))
+    return out_boxes, out_scores, out_labels, ok.to(torch.int64).sum(dim=1)
+
+
+def kept_mask(selected, scores):
+    """NonMaxSuppression's selected (batch, class, box) triples as an N x M boolean mask over ``scores``."""
+    candidates = scores.shape[1]
+    flat = selected[:, 0] * candidates + selected[:, 2]
+    kept = torch.zeros_like(scores).flatten().scatter(0, flat, torch.ones_like(flat, dtype=scores.dtype))
+    return kept.view_as(scores) > 0
 
 
 class EndToEndDetector(nn.Module):
@@ -215,7 +246,13 @@ def _export(module: nn.Module, example, path: Path, input_names, output_names, d
 
 def export_end_to_end(detector: nn.Module, insize: int, settings: PostSettings, path: str | os.PathLike) -> Path:
     """The whole detector as one ONNX graph (see the module docstring for its outputs)."""
-    module = EndToEndDetector(detector.eval(), insize, settings).eval()
+    require_exportable(detector, "end-to-end export")
+    if family(detector) == "two-stage":
+        from visioncompress.detection.export_two_stage import FasterRCNNEndToEnd
+
+        module = FasterRCNNEndToEnd(detector.eval(), insize, settings).eval()
+    else:
+        module = EndToEndDetector(detector.eval(), insize, settings).eval()
     dynamic = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUTS}}
     return _export(module, (torch.rand(1, 3, insize, insize),), Path(path), [INPUT_NAME], OUTPUTS, dynamic)
 

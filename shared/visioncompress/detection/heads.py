@@ -4,8 +4,8 @@ One-stage detectors (FCOS, RetinaNet, SSD/SSDlite) are split into a *core* (norm
 backbone, head: images in, raw per-anchor tensors out) and a *decoder* (anchors, box decoding,
 score threshold, NMS). The core is what ONNX export, quantization and QAT work on; the decoder
 runs in PyTorch after any runtime, so post-processing stays outside the exported graph.
-Two-stage detectors (Faster R-CNN) keep their own forward and are limited to the stages that
-need no core (fine-tune, distillation, pruning).
+Two-stage detectors (Faster R-CNN) keep their own forward: they have no core (no OpenVINO QAT); they
+export end to end through ``export_two_stage`` (PTQ), and fine-tune, distil and prune as they are.
 """
 
 from __future__ import annotations

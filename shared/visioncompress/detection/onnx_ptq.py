@@ -16,8 +16,7 @@ from visioncompress.config import OnnxPTQConfig, to_spec
 from visioncompress.detection.artifacts import (
     calibration_images, export_info, exported_metadata, load_detection_inputs,
 )
-from visioncompress.detection.export import export_end_to_end, fp_node_names, resolve_settings
-from visioncompress.detection.heads import require_one_stage
+from visioncompress.detection.export import require_exportable, export_end_to_end, fp_node_names, resolve_settings
 from visioncompress.log import get_logger
 from visioncompress.quantize.onnx import _precision, _quantize_static
 
@@ -29,7 +28,7 @@ def quantize_detector_onnx(model_dir: str | os.PathLike, dataset_dir: str | os.P
     import onnx
 
     detector, parent, data = load_detection_inputs(model_dir, dataset_dir)
-    require_one_stage(detector, "ONNX PTQ")
+    require_exportable(detector, "ONNX PTQ")
     settings = resolve_settings(detector, post)
     calibration = calibration_images(data, config.batch_size)
     log.info("detection ONNX PTQ (%s, end to end) format=%s activations=%s weights=%s per_channel=%s, "

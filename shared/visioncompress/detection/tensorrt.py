@@ -17,8 +17,7 @@ from visioncompress.config.tensorrt import TensorRTConfig
 from visioncompress.detection.artifacts import (
     calibration_images, export_info, exported_metadata, load_detection_inputs,
 )
-from visioncompress.detection.export import export_end_to_end, fp_node_names, resolve_settings
-from visioncompress.detection.heads import require_one_stage
+from visioncompress.detection.export import require_exportable, export_end_to_end, fp_node_names, resolve_settings
 from visioncompress.log import get_logger
 from visioncompress.quantize.onnx import _CalibrationReader
 from visioncompress.quantize.tensorrt import QDQ_STAGE, _drop_unused_opsets, _quantize_qdq
@@ -31,7 +30,7 @@ def make_detector_qdq_onnx(model_dir: str | os.PathLike, dataset_dir: str | os.P
     import onnx
 
     detector, parent, data = load_detection_inputs(model_dir, dataset_dir)
-    require_one_stage(detector, "TensorRT PTQ")
+    require_exportable(detector, "TensorRT PTQ")
     settings = resolve_settings(detector, post)
     calibration = calibration_images(data, config.calibration_batch_size)  # the calibration split (training data)
     images = sum(len(b) for b in calibration)

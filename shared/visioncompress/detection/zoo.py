@@ -47,7 +47,7 @@ def detector_traits(name: str) -> dict:
 def require_detector(name: str, need: str, stage: str, pipeline: str = "") -> None:
     """Refuse MODEL ``name`` before any work when ``stage`` cannot take it.
 
-    ``need`` is ``one-stage`` (ONNX PTQ, OpenVINO QAT: ``heads.require_one_stage``) or ``fpn``
+    ``need`` is ``one-stage`` (OpenVINO QAT: ``heads.require_one_stage``) or ``fpn``
     (GroupFisher pruning: ``group_fisher._fpn``).
     """
     checks = {"one-stage": (lambda t: t["family"] != "two-stage", "a one-stage detector"),
