@@ -79,6 +79,15 @@ def check_task(name: str, params: dict, *, local: bool = True) -> None:
             raise ConfigError(platform_key, params.get(platform_key) or platform,
                               f"{'mmdet or mmyolo' if student_platform in MM_PLATFORMS else 'torchvision'} for a "
                               f"PLATFORM={student_platform} student (MMRazor distils OpenMMLab models into each other)")
+    if student_platform in MM_PLATFORMS:
+        # the mm stack is in the detection image only (CPU); the Runner trains in this one process
+        for key, bad in (("TRAIN_ON_GPU", params.get("TRAIN_ON_GPU") is True),
+                         ("NUM_NODES", int(params.get("NUM_NODES") or 1) > 1),
+                         ("NUM_PROCESSES", int(params.get("NUM_PROCESSES") or 0) > 1)):
+            if bad:
+                raise ConfigError(key, params[key], f"{'False' if key == 'TRAIN_ON_GPU' else 1} with "
+                                  f"PLATFORM={student_platform}: OpenMMLab detectors train in one process in the "
+                                  "detection image (the GPU image has no mm stack yet)")
     for key, path_key, platform_key in (("MODEL", "CUSTOM_MODEL_PATH", "PLATFORM"),
                                         ("TEACHER_MODEL", "CUSTOM_TEACHER_PATH", "TEACHER_PLATFORM")):
         model = params.get(key)
