@@ -17,6 +17,7 @@ from visioncompress.settings import load_settings
 _SETTINGS = load_settings()
 CPU_IMAGE = _SETTINGS.image_cpu
 GPU_IMAGE = _SETTINGS.image_gpu
+DETECTION_IMAGE = _SETTINGS.image_detection
 
 
 def component_source(name: str) -> str:
@@ -42,7 +43,8 @@ def component_source(name: str) -> str:
 
 def stage_component(name: str, image: str | None = None):
     """The KFP component of stage ``name`` (CPU or GPU image from the settings; ``image="gpu"`` forces the GPU
-    image: a training stage's GPU branch under ``TRAIN_ON_GPU``)."""
+    image: a training stage's GPU branch under ``TRAIN_ON_GPU``; ``image="detection"``: the detection image,
+    where the detection pipelines run their CPU steps, OpenMMLab detectors included)."""
     from typing import List  # noqa: F401  (annotations of the generated source)
 
     from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output  # noqa: F401
@@ -54,5 +56,5 @@ def stage_component(name: str, image: str | None = None):
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = dict(locals())
     exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - our own generated source
-    image = GPU_IMAGE if (image or STAGES[name].image) == "gpu" else CPU_IMAGE
+    image = {"gpu": GPU_IMAGE, "detection": DETECTION_IMAGE}.get(image or STAGES[name].image, CPU_IMAGE)
     return dsl.component(base_image=image, install_kfp_package=False)(namespace[name])

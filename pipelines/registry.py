@@ -63,15 +63,40 @@ def check_task(name: str, params: dict, *, local: bool = True) -> None:
         raise ConfigError("DATASET_SOURCE", source, f"a {'detection' if detection else 'classification'} source for "
                           f"pipeline {name!r}: " + (", ".join(DETECTION_SOURCES) if detection
                                                     else "fashion-mnist, folder, torchvision"))
+    from visioncompress.models.zoo import MM_PIPELINES, MM_PLATFORMS
+
+    student_platform = str(params.get("PLATFORM") or "torchvision").lower()
     for key, platform_key in (("MODEL", "PLATFORM"), ("TEACHER_MODEL", "TEACHER_PLATFORM")):
-        if detection and str(params.get(platform_key) or "torchvision").lower() != "torchvision":
-            raise ConfigError(platform_key, params[platform_key], f"torchvision for the detection pipeline {name!r} "
-                              "(its detectors are torchvision's)")
+        platform = str(params.get(platform_key) or "").lower() or (student_platform if key != "MODEL" else "")
+        if platform in MM_PLATFORMS and name not in MM_PIPELINES:
+            raise ConfigError(platform_key, params[platform_key], f"torchvision{'' if detection else ' or timm'} for "
+                              f"pipeline {name!r} (OpenMMLab detectors run in {', '.join(MM_PIPELINES)})")
+        if detection and platform not in ("", "torchvision", *MM_PLATFORMS):
+            raise ConfigError(platform_key, params[platform_key], f"torchvision, mmdet or mmyolo for the detection "
+                              f"pipeline {name!r}")
+        if key == "TEACHER_MODEL" and "TEACHER_MODEL" in params and \
+                (platform in MM_PLATFORMS) != (student_platform in MM_PLATFORMS):
+            raise ConfigError(platform_key, params.get(platform_key) or platform,
+                              f"{'mmdet or mmyolo' if student_platform in MM_PLATFORMS else 'torchvision'} for a "
+                              f"PLATFORM={student_platform} student (MMRazor distils OpenMMLab models into each other)")
+    if student_platform in MM_PLATFORMS:
+        # the mm stack is in the detection image only (CPU); the Runner trains in this one process
+        for key, bad in (("TRAIN_ON_GPU", params.get("TRAIN_ON_GPU") is True),
+                         ("NUM_NODES", int(params.get("NUM_NODES") or 1) > 1),
+                         ("NUM_PROCESSES", int(params.get("NUM_PROCESSES") or 0) > 1)):
+            if bad:
+                raise ConfigError(key, params[key], f"{'False' if key == 'TRAIN_ON_GPU' else 1} with "
+                                  f"PLATFORM={student_platform}: OpenMMLab detectors train in one process in the "
+                                  "detection image (the GPU image has no mm stack yet)")
     for key, path_key, platform_key in (("MODEL", "CUSTOM_MODEL_PATH", "PLATFORM"),
                                         ("TEACHER_MODEL", "CUSTOM_TEACHER_PATH", "TEACHER_PLATFORM")):
         model = params.get(key)
         platform = str(params.get(platform_key) or params.get("PLATFORM") or "").lower()
-        if model is None or params.get(path_key) or platform == "timm":
+        if model is not None and platform in MM_PLATFORMS:
+            from visioncompress.models.zoo import check_mm_model_name
+
+            check_mm_model_name(key, model, platform)
+        if model is None or params.get(path_key) or platform in ("timm", *MM_PLATFORMS):
             continue
         if (model in detection_model_names()) != detection:
             raise ConfigError(key, model, f"a {'detection' if detection else 'classification'} model for pipeline "
@@ -84,9 +109,13 @@ def check_task(name: str, params: dict, *, local: bool = True) -> None:
     teacher_path = str(params.get("CUSTOM_TEACHER_PATH") or "")
     if teacher_path and "TEACHER_MODEL" in params and (local or is_remote(teacher_path)):
         check_checkpoint_path("CUSTOM_TEACHER_PATH", params["CUSTOM_TEACHER_PATH"])
-    if detection and params.get("METHOD") == "pkd_yolo":
-        raise ConfigError("METHOD", "pkd_yolo", "pkd or cwd for torchvision detectors (pkd_yolo distils a YOLO-style "
-                          "neck and needs an MMYOLO model, the OpenMMLab family)")
+    method = params.get("METHOD")
+    if detection and "TEACHER_MODEL" in params and method is not None:
+        if student_platform == "mmyolo" and method != "pkd_yolo":
+            raise ConfigError("METHOD", method, "pkd_yolo for an MMYOLO student (PLATFORM=mmyolo)")
+        if student_platform != "mmyolo" and method == "pkd_yolo":
+            raise ConfigError("METHOD", "pkd_yolo", f"pkd or cwd for {student_platform} detectors (pkd_yolo distils "
+                              "a YOLO-style neck and needs an MMYOLO model: PLATFORM=mmyolo)")
 
 
 def coerce_params(name: str, params: dict) -> dict:

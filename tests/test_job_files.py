@@ -27,6 +27,9 @@ EXPECTED = {
     "detection_onnxquant_torchvision": "detect_ptq_onnx",
     "detection_mmrazordistill_torchvision": "detect_distill",
     "detection_mmrazorprune_torchvision": "detect_prune",
+    "detection_mmrazordistill_mmdet": "detect_distill",
+    "detection_mmrazordistill_mmyolo": "detect_distill",
+    "detection_mmrazorprune_mmdet": "detect_prune",
 }
 
 
@@ -44,6 +47,9 @@ def test_job_file_maps_without_error(stem, capsys):
     job = (NYUNTAM_JOBS / f"{stem}.yaml").read_text()
     if "\nPLATFORM: timm" in job:
         assert rows["PLATFORM"] == '"timm"'
+    for family in ("mmdet", "mmyolo"):  # OpenMMLab detectors: the config names pass through unchanged
+        if f"\nPLATFORM: {family}" in job:
+            assert rows["PLATFORM"] == f'"{family}"' and rows["MODEL"].endswith('_coco"')
     if "DEVICE: 'cuda:0'" in job:  # nyuntam's GPU jobs train on the GPU pool
         assert rows["DEVICE"] == '"cuda:0"' and rows["TRAIN_ON_GPU"] == "true"
     assert "JOB_SERVICE" in err  # workspace keys are listed as having no effect, never silently dropped

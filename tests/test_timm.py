@@ -104,7 +104,9 @@ def distill_once(dataset, tmp_path, config):
 def test_unknown_timm_names_and_mm_platforms_are_refused_with_the_parameter():
     with pytest.raises(ConfigError, match="MODEL='deit_huge_nonexistent' is not allowed; expected a timm model name"):
         ModelConfig(model="deit_huge_nonexistent", platform="timm")
-    with pytest.raises(ConfigError, match="PLATFORM='mmdet' is not allowed; expected torchvision or timm"):
-        ModelConfig(model="resnet18", platform="mmdet")
+    with pytest.raises(ConfigError, match="PLATFORM='mmdetection' is not allowed"):
+        ModelConfig(model="resnet18", platform="mmdetection")
+    with pytest.raises(ConfigError, match="MODEL='resnet18' is not allowed; expected an mmdet config name"):
+        ModelConfig(model="resnet18", platform="mmdet")  # mmdet / mmyolo take the packages' config names
     with pytest.raises(ConfigError, match="TEACHER_MODEL='vgg16_tv' is not allowed; expected a timm model name"):
         DistillConfig(teacher_model="vgg16_tv", teacher_platform="timm")

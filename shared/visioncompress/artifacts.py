@@ -39,6 +39,8 @@ MODEL_FORMATS = {
     "onnx": ("onnxruntime", "model.onnx", "onnx.load(path) / onnxruntime.InferenceSession(path)"),
     "openvino-ir": ("openvino", "model.xml", "openvino.Core().read_model(path)"),
     "tensorrt-engine": ("tensorrt", "model.engine", "tensorrt.Runtime(logger).deserialize_cuda_engine(bytes)"),
+    # An OpenMMLab detector (PLATFORM mmdet / mmyolo) in its wrapper; model.state.pt beside it holds its weights.
+    "mm-module": ("torch", "model.pt", "visioncompress.detection.mm.load_model(path)"),
 }
 
 

@@ -1,7 +1,7 @@
 """Deployment settings read from the environment (with defaults), never buried in code.
 
 They are read when pipelines are compiled, so a platform team sets them once in its build:
-    VC_IMAGE_CPU, VC_IMAGE_GPU, VC_CPU_NODE_SELECTOR ("key=value"), VC_GPU_NODE_SELECTOR,
+    VC_IMAGE_CPU, VC_IMAGE_GPU, VC_IMAGE_DETECTION (the detection pipelines' CPU steps), VC_CPU_NODE_SELECTOR ("key=value"), VC_GPU_NODE_SELECTOR,
     VC_GPU_ACCELERATOR, VC_GPU_LIMIT, VC_GPU_TOLERATION ("key:Effect" or "key=value:Effect"),
     VC_CPU_REQUEST, VC_MEMORY_REQUEST, VC_CPU_LIMIT, VC_MEMORY_LIMIT,
     VC_TIMEOUT_<KIND> (seconds; KIND one of DATA, TRAIN, COMPUTE, MEASURE, REPORT, PUBLISH, GPU),
@@ -68,6 +68,8 @@ class Settings:
     train_job_kind: str = "trainjob"
     train_runtime: str = "torch-distributed"
     train_namespace: str = ""
+    # the detection pipelines' CPU steps: the CPU image plus the OpenMMLab stack (images/detection)
+    image_detection: str = "ghcr.io/visioncompress/visioncompress-detection:0.1.0"
 
 
 TRAIN_JOB_KINDS = ("trainjob", "pytorchjob")
@@ -97,6 +99,7 @@ def load_settings() -> Settings:
     return Settings(
         image_cpu=_env("VC_IMAGE_CPU", "ghcr.io/visioncompress/visioncompress-cpu:0.1.0"),
         image_gpu=_env("VC_IMAGE_GPU", "ghcr.io/visioncompress/visioncompress-gpu:0.1.0"),
+        image_detection=_env("VC_IMAGE_DETECTION", "ghcr.io/visioncompress/visioncompress-detection:0.1.0"),
         cpu_node_selector=_key_value(
             _env("VC_CPU_NODE_SELECTOR", "kubernetes.io/arch=amd64"), "VC_CPU_NODE_SELECTOR"
         ),

@@ -70,7 +70,8 @@ PARAMS: dict[str, Param] = _table(
     Param('SEED', int, 43,
           'random seed: data splits and sampling, weight initialisation and data order of every training stage'),
     Param('TEACHER_MODEL', str, 'vgg16',
-          'torchvision name of the teacher (also the architecture a state_dict in CUSTOM_TEACHER_PATH is loaded into)'),
+          'name of the teacher on TEACHER_PLATFORM (an MMDetection/MMYOLO config name for an OpenMMLab student); '
+          'also the architecture a state_dict in CUSTOM_TEACHER_PATH is loaded into'),
     Param('CUSTOM_TEACHER_PATH', str, '',
           "the teacher's weights in any format CUSTOM_MODEL_PATH takes (loaded into TEACHER_MODEL), or a model "
           "artifact dir; empty: TEACHER_MODEL built by name"),
@@ -100,14 +101,20 @@ PARAMS: dict[str, Param] = _table(
           'share of the FLOPs to keep, in (0, 1)'),
     Param('MODEL', str, 'resnet18',
           "the model's name on PLATFORM (torchvision: resnet18, mobilenet_v2, ...; timm: deit_tiny_patch16_224, "
-          "...), or a torchvision detector for the detection pipelines"),
+          "...), or a detector for the detection pipelines: torchvision's (fcos_resnet18_fpn, ...) or, with PLATFORM "
+          "mmdet / mmyolo, the name of a config the package ships (retinanet_r50_fpn_1x_coco, "
+          "yolox_tiny_fast_8xb8-300e_coco, rtmdet_tiny_8xb32-300e_coco, ...)"),
     Param('PLATFORM', str, 'torchvision',
           "where MODEL comes from: torchvision or timm (classification: any timm.list_models() name, e.g. "
-          "deit_small_patch16_224, resnet50, convnext_tiny); detection pipelines build torchvision detectors"),
+          "deit_small_patch16_224, resnet50, convnext_tiny); detection: torchvision, or mmdet / mmyolo "
+          "(OpenMMLab detectors, in detect_distill and detect_prune; trained by their own Runner with these "
+          "training settings)"),
     Param('TEACHER_PLATFORM', str, '',
-          "where TEACHER_MODEL comes from: torchvision or timm (student and teacher may differ); empty = PLATFORM"),
+          "where TEACHER_MODEL comes from: torchvision or timm (student and teacher may differ), mmdet or mmyolo "
+          "for an OpenMMLab student; empty = PLATFORM"),
     Param('PRETRAINED', bool, False,
-          'load ImageNet weights when no custom model is given'),
+          'load ImageNet weights when no custom model is given (mmdet / mmyolo: the COCO checkpoint the '
+          "config's metafile lists; an error when the node cannot download it)"),
     Param('CUSTOM_MODEL_PATH', str, '',
           "the starting model's weights: a state dict (.pt/.pth), safetensors, TorchScript, a torch.export program "
           "(.pt2) or a model artifact dir (local, s3:// or minio://)"),

@@ -36,7 +36,13 @@ class DistillConfig:
         self.teacher_platform = "" if not self.teacher_platform else check_platform("TEACHER_PLATFORM",
                                                                                     self.teacher_platform)
         known = (*classification_model_names(), *detection_model_names())
-        if self.teacher_platform == "timm":
+        from visioncompress.models.zoo import MM_PLATFORMS, check_mm_model_name, is_mm_model_name
+
+        if self.teacher_platform in MM_PLATFORMS:
+            check_mm_model_name("TEACHER_MODEL", self.teacher_model, self.teacher_platform)
+        elif not self.teacher_platform and self.teacher_model not in known and is_mm_model_name(self.teacher_model):
+            pass  # an OpenMMLab config name: PLATFORM (mmdet / mmyolo) decides, the stage resolves it
+        elif self.teacher_platform == "timm":
             check_model_name("TEACHER_MODEL", self.teacher_model, "timm")
         elif not self.teacher_platform and self.teacher_model not in known and self.teacher_model in timm_model_names():
             pass  # PLATFORM decides (the stage checks the name again against it)

@@ -323,6 +323,11 @@ def map_job(job: Mapping[str, Any], pipeline: str | None = None, *,
             from visioncompress.config.train import check_platform
 
             value = check_platform(where, value)
+            from visioncompress.models.zoo import MM_PIPELINES, MM_PLATFORMS
+
+            if value in MM_PLATFORMS and pipeline not in MM_PIPELINES:
+                raise ConfigError(where, value, f"torchvision or timm for pipeline {pipeline!r} (OpenMMLab detectors "
+                                                f"run in {', '.join(MM_PIPELINES)})")
         if target == "CRITERION" and isinstance(value, str):
             value = CRITERION_SHORT.get(_norm(value), value)
         value = _coerce(value, parameters.get(target))

@@ -59,10 +59,7 @@ def check_platform(parameter: str, value: str) -> str:
     from visioncompress.models.zoo import MM_PLATFORMS, PLATFORMS
 
     text = str(value or "torchvision").strip().lower()
-    if text in MM_PLATFORMS:
-        raise ConfigError(parameter, value, "torchvision or timm in these pipelines (OpenMMLab detectors run in "
-                          "the detection image's mm stages, visioncompress.detection.mm, not yet as pipelines)")
-    return check_choice(parameter, text, PLATFORMS)
+    return check_choice(parameter, text, PLATFORMS + MM_PLATFORMS)
 
 
 @dataclass
@@ -82,7 +79,13 @@ class ModelConfig:
         self.pretrained = check_bool("PRETRAINED", self.pretrained)
         self.trust_pickled_model = check_bool("TRUST_PICKLED_MODEL", self.trust_pickled_model)
         self.platform = check_platform("PLATFORM", self.platform)
-        if self.platform == "timm":
+        from visioncompress.models.zoo import MM_PLATFORMS
+
+        if self.platform in MM_PLATFORMS:
+            from visioncompress.models.zoo import check_mm_model_name
+
+            check_mm_model_name("MODEL", self.model, self.platform)
+        elif self.platform == "timm":
             from visioncompress.models.zoo import check_model_name
 
             check_model_name("MODEL", self.model, "timm")

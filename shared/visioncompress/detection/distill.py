@@ -102,6 +102,13 @@ def check_student_floor(result: TrainResult, teacher_map: float | None, share: f
 def distill_detector(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, student_config: ModelConfig,
                      train_config: TrainConfig, config: DistillConfig, *, teacher_dir=None, checkpoint_dir=None,
                      finetune_teacher: bool | None = None) -> ModelMetadata:
+    from visioncompress.models.zoo import MM_PLATFORMS
+
+    if student_config.platform in MM_PLATFORMS:  # PKD / CWD / pkd_yolo through MMRazor
+        from visioncompress.detection.mm.stage import distill_mm_stage
+
+        return distill_mm_stage(dataset_dir, output_dir, student_config, train_config, config,
+                                teacher_dir=teacher_dir)
     check_method(config.method)
     data = load_detection_dataset(dataset_dir)
     manifest, insize = data.manifest, data.manifest.input_size

@@ -19,8 +19,7 @@ log = get_logger("detection.finetune")
 def initial_detector(model_config: ModelConfig, data: DetectionData):
     manifest = data.manifest
     if model_config.platform != "torchvision":
-        raise ConfigError("PLATFORM", model_config.platform, "torchvision for a detection dataset (its detectors "
-                          "are torchvision's)")
+        raise ConfigError("PLATFORM", model_config.platform, "torchvision, mmdet or mmyolo for a detection dataset")
     if not model_config.custom_model_path and model_config.model not in detection_model_names():
         raise ConfigError("MODEL", model_config.model, "a detection model for a detection dataset: "
                           + ", ".join(detection_model_names()))
@@ -46,6 +45,12 @@ def train_with(model, data: DetectionData, train_config: TrainConfig, *, epochs:
 
 def finetune_detector(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, model_config: ModelConfig,
                       train_config: TrainConfig, *, checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
+    from visioncompress.models.zoo import MM_PLATFORMS
+
+    if model_config.platform in MM_PLATFORMS:  # OpenMMLab detectors train in their own Runner
+        from visioncompress.detection.mm.stage import finetune_mm
+
+        return finetune_mm(dataset_dir, output_dir, model_config, train_config)
     data = load_detection_dataset(dataset_dir)
     manifest = data.manifest
     from visioncompress.train.finetune import seed_everything

@@ -43,6 +43,12 @@ class _PruningState:
 def prune_detector(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
                    config: GroupFisherConfig, train_config: TrainConfig, *,
                    checkpoint_dir: str | os.PathLike | None = None) -> ModelMetadata:
+    from visioncompress.artifacts import read_model_metadata
+
+    if read_model_metadata(model_dir).format == "mm-module":  # an OpenMMLab detector: GroupFisher in MMRazor
+        from visioncompress.detection.mm.stage import prune_mm_stage
+
+        return prune_mm_stage(model_dir, dataset_dir, output_dir, config, train_config)
     detector, parent, data = load_detection_inputs(model_dir, dataset_dir)
     per_epoch = max(1, data.manifest.splits["train"] // train_config.batch_size)
     total = per_epoch * config.epochs

@@ -37,6 +37,25 @@ class EagerDetectorRunner:
         return predict(self._module, torch.from_numpy(batch))
 
 
+class MMDetectorRunner:
+    """An OpenMMLab detector artifact (``mm-module``: PLATFORM mmdet / mmyolo) in its own eager PyTorch; labels
+    1..C like every other runner's."""
+
+    def __init__(self, path: Path, threads: int):
+        import torch
+
+        from visioncompress.detection.mm.model import load_model
+
+        torch.set_num_threads(threads)
+        self._model = load_model(path).eval()  # our own file, its sha256 checked against model.json first
+
+    def predict(self, batch: np.ndarray) -> list[dict]:
+        images = [np.ascontiguousarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0))
+                  for image in np.asarray(batch)]
+        return [{"boxes": d["boxes"], "scores": d["scores"], "labels": d["labels"] + 1}
+                for d in self._model.predict(images, score_thr=0.0)]
+
+
 class OpenVinoDetectorRunner:
     """OpenVINO CPU with FP32 as the floating-point precision: on CPUs with AMX/AVX-512 BF16 OpenVINO would
     otherwise run an "FP32" model (and the float parts of an INT8 one) in bfloat16."""
@@ -89,6 +108,8 @@ def detection_runner(model_dir: str | os.PathLike, threads: int = 0):
         from visioncompress.models.io import load_torch_module
 
         return metadata, EagerDetectorRunner(load_torch_module(model_dir), threads)
+    if metadata.format == "mm-module":
+        return metadata, MMDetectorRunner(model_dir / metadata.file_name, threads)
     if metadata.format in ("onnx", "openvino-ir", "tensorrt-engine"):
         return metadata, ExportedDetectorRunner(model_dir, metadata, threads)
     raise MissingDependencyError(f"no detection runner for model format {metadata.format!r}")

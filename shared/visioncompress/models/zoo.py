@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 from visioncompress.errors import ConfigError, MissingDependencyError
 from visioncompress.log import get_logger
@@ -36,8 +37,39 @@ def _replace_last_linear(model, num_classes: int) -> None:
 
 
 PLATFORMS = ("torchvision", "timm")
-# OpenMMLab detectors live in the detection image's mm family (visioncompress.detection.mm), not in these pipelines.
+# OpenMMLab detectors (visioncompress.detection.mm, in the detection image): MODEL is a config name the package ships.
 MM_PLATFORMS = ("mmdet", "mmyolo")
+# The detection pipelines that take them.
+MM_PIPELINES = ("detect_distill", "detect_prune")
+_MM_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*_(coco|voc0712|voc|lvis|cityscapes|objects365)(-[\w.-]+)?(\.py)?$")
+
+
+def _mm_installed() -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(p) is not None for p in MM_PLATFORMS)
+
+
+def is_mm_model_name(name: str) -> bool:
+    """An MMDetection/MMYOLO config name: one the installed packages ship, or (without them, e.g. where a job file
+    is only mapped) a name in their form (``<model>_<schedule>_coco``); no mm import either way."""
+    if _mm_installed():
+        from visioncompress.detection.mm.configs import find_config
+
+        return bool(name) and find_config(str(name), "") is not None
+    return bool(_MM_NAME.match(str(name or "")))
+
+
+def check_mm_model_name(parameter: str, name: str, platform: str) -> None:
+    """``name`` is a config the installed ``platform`` package ships (the form only where mm is not installed)."""
+    if not _mm_installed():
+        if not _MM_NAME.match(str(name or "")):
+            raise ConfigError(parameter, name, f"an {platform} config name, e.g. retinanet_r50_fpn_1x_coco, "
+                              "yolox_tiny_fast_8xb8-300e_coco, rtmdet_tiny_8xb32-300e_coco")
+        return
+    from visioncompress.detection.mm.configs import resolve_config_path
+
+    resolve_config_path(name, parameter, platform)
 
 
 def timm_model_names() -> tuple[str, ...]:

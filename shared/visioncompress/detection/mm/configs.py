@@ -1,7 +1,7 @@
 """Turn a user's MMDetection/MMYOLO config into the small, weights-free configs this adapter runs.
 
-A config is a path to a ``.py`` config file or a package config named ``mmdet::path/in/configs.py``
-/ ``mmyolo::...``. Only the model section is kept; data, schedule and runtime come from here.
+A config is a packaged config's name (``retinanet_r50_fpn_1x_coco``, as MODEL gives it), a path to a
+``.py`` config file, or a package config named ``mmdet::path/in/configs.py`` / ``mmyolo::...``. Only the model section is kept; data, schedule and runtime come from here.
 """
 
 from __future__ import annotations
@@ -29,8 +29,63 @@ class MMConfig:
     lr: float = 0.01     # the config's optimizer lr
 
 
-def resolve_config_path(config: str | os.PathLike, parameter: str) -> Path:
+def _configs_dir(package: str) -> Path | None:
+    """The configs an OpenMMLab package ships (``<package>/.mim/configs``), found without importing it."""
+    import importlib.util
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        return None
+    path = Path(spec.origin).parent / ".mim" / "configs"
+    return path if path.is_dir() else None
+
+
+def find_config(name: str, platform: str) -> Path | None:
+    """The packaged config file of a config NAME (``yolox_tiny_fast_8xb8-300e_coco``, ``.py`` optional):
+    PLATFORM's package first, then the other family's; ``None`` when neither ships it."""
+    stem = name[:-3] if name.endswith(".py") else name
+    order = (platform, *[f for f in FAMILIES if f != platform]) if platform in FAMILIES else FAMILIES
+    for package in order:
+        root = _configs_dir(package)
+        found = sorted(root.glob(f"*/{stem}.py")) + sorted(root.glob(f"*/*/{stem}.py")) if root else []
+        if found:
+            return found[0]
+    return None
+
+
+def config_names(platform: str) -> list[str]:
+    """Every config name PLATFORM's package ships (empty when the package is not installed)."""
+    root = _configs_dir(platform)
+    return sorted(p.stem for p in root.rglob("*.py") if not p.name.startswith("_")
+                  and "_base_" not in p.parts) if root else []
+
+
+def weights_url(config_path: Path) -> str | None:
+    """The COCO checkpoint URL the package's metafile lists for a packaged config (PRETRAINED)."""
+    import yaml
+    metafile = config_path.parent / "metafile.yml"
+    if not metafile.is_file():
+        return None
+    doc = yaml.safe_load(metafile.read_text()) or {}
+    for model in doc.get("Models", []) if isinstance(doc, dict) else []:
+        if model.get("Name") == config_path.stem and model.get("Weights"):
+            return str(model["Weights"])
+    return None
+
+
+def resolve_config_path(config: str | os.PathLike, parameter: str, platform: str = "") -> Path:
+    """A config file from a path, ``mmdet::<path>`` / ``mmyolo::<path>``, or a packaged config's name."""
     text = str(config)
+    if text and "::" not in text and "/" not in text and not Path(text).is_file():
+        found = find_config(text, platform)
+        if found is not None:
+            return found
+        import difflib
+        close = difflib.get_close_matches(text, config_names(platform or "mmdet"), n=3)
+        raise ConfigError(parameter, text, f"an MMDetection/MMYOLO config name the installed {platform or 'mmdet'} "
+                                           "package ships (e.g. retinanet_r50_fpn_1x_coco, "
+                                           "yolox_tiny_fast_8xb8-300e_coco)"
+                          + (f"; close: {', '.join(close)}" if close else "")
+                          + ", a .py config path, or mmdet::<path> / mmyolo::<path>")
     if "::" in text:
         package, _, rel = text.partition("::")
         if package in FAMILIES:
@@ -76,8 +131,8 @@ def _strip_downloads(node: dict) -> None:
         node["pretrained"] = None
 
 
-def load_model_config(config, parameter: str, num_classes: int) -> MMConfig:
-    path = resolve_config_path(config, parameter)
+def load_model_config(config, parameter: str, num_classes: int, platform: str = "") -> MMConfig:
+    path = resolve_config_path(config, parameter, platform)
     mm_compat()
     from mmengine.config import Config
     try:
@@ -147,18 +202,19 @@ def dataset_cfg(info: CocoInfo, split: str, insize: int, train: bool) -> dict:
                 test_mode=not train, pipeline=pipeline)
 
 
-def workers() -> int:
+def default_workers() -> int:
     cpus = len(os.sched_getaffinity(0))
     return 0 if cpus <= 2 else min(4, cpus // 2)
 
 
-def train_dataloader(info: CocoInfo, family: str, insize: int, batch_size: int) -> dict:
+def train_dataloader(info: CocoInfo, family: str, insize: int, batch_size: int, *, workers: int | None = None,
+                     pin_memory: bool = False) -> dict:
     if family == "mmyolo":
         from mmyolo.datasets.utils import yolov5_collate as collate
     else:
         from mmengine.dataset import pseudo_collate as collate
-    n = workers()
-    return dict(batch_size=batch_size, num_workers=n, persistent_workers=n > 0,
+    n = default_workers() if workers is None else int(workers)
+    return dict(batch_size=batch_size, num_workers=n, persistent_workers=n > 0, pin_memory=pin_memory,
                 sampler=dict(type="DefaultSampler", shuffle=True),
                 collate_fn=dict(type=collate),
                 dataset=dataset_cfg(info, "train", insize, train=True))

@@ -19,7 +19,8 @@ from visioncompress.log import get_logger
 from .configs import coco_info, load_model_config
 from .evaluate import evaluate_splits
 from .model import MMDetector, load_weights, save_model
-from .runner import build_model, check_insize, check_positive, make_runner, total_iters, train, write_json
+from .runner import TrainSettings, build_model, check_insize, check_positive, make_runner, total_iters, train, \
+    write_json
 
 log = get_logger(__name__)
 METHODS = ("pkd", "cwd", "pkd_yolo")
@@ -90,19 +91,26 @@ def _distiller(method: str, student, teacher, insize: int) -> dict:
 
 def distill_mm(student_config, teacher_config, teacher_checkpoint, method, data_root, work_dir,
                epochs: int = 20, lr: float = 0.01, batch_size: int = 8, insize: int = 320,
-               max_iters: int | None = None) -> dict:
-    """Train the student config on data_root under the teacher; writes model.pt and metrics.json."""
+               max_iters: int | None = None, settings: TrainSettings | None = None, platform: str = "",
+               teacher_platform: str = "", student_checkpoint=None) -> dict:
+    """Train the student config on data_root under the teacher; writes model.pt and metrics.json.
+
+    ``settings``: the user's optimizer, schedule, workers, AMP, device and seed for the Runner (its ``lr`` wins
+    over ``lr``); ``platform`` / ``teacher_platform``: which package a bare config name is looked up in first;
+    ``student_checkpoint``: the student's starting weights (random when None)."""
     method = str(method).lower()
     if method not in METHODS:
         raise ConfigError("METHOD", method, METHODS)
     epochs, batch_size = check_positive("EPOCHS", epochs), check_positive("batch_size", batch_size)
     insize = check_insize(insize)
-    lr = check_positive("LR", lr, float, minimum=1e-12)
+    settings = settings or TrainSettings(lr=lr)
+    check_positive("LR", settings.lr, float, minimum=1e-12)
     if max_iters is not None:
         max_iters = check_positive("max_iters", max_iters)
     info = coco_info(data_root)
-    student_cfg = load_model_config(student_config, "student_config", len(info.classes))
-    teacher_cfg = load_model_config(teacher_config, "teacher_config", len(info.classes))
+    student_cfg = load_model_config(student_config, "student_config", len(info.classes), platform)
+    teacher_cfg = load_model_config(teacher_config, "teacher_config", len(info.classes),
+                                    teacher_platform or platform)
     _check_family(method, student_cfg, "student_config")
     _check_family(method, teacher_cfg, "teacher_config")
     if not teacher_checkpoint or not Path(teacher_checkpoint).is_file():
@@ -111,11 +119,13 @@ def distill_mm(student_config, teacher_config, teacher_checkpoint, method, data_
     work_dir = Path(work_dir)
     student, teacher = build_model(student_cfg.model), build_model(teacher_cfg.model)
     load_weights(teacher, teacher_checkpoint)
+    if student_checkpoint is not None:
+        load_weights(student, student_checkpoint)
     algorithm = build_model(dict(_scope_="mmrazor", type="FpnTeacherDistill", architecture=student,
                                  teacher=teacher, distiller=_distiller(method, student, teacher, insize)))
     iters, per_epoch = total_iters(info, batch_size, epochs, max_iters)
     log.info("mm distill %s: %s <- %s, %d iterations", method, student_cfg.path, teacher_cfg.path, iters)
-    runner = make_runner(algorithm, info, student_cfg.family, work_dir / "mm", lr=lr, batch_size=batch_size,
+    runner = make_runner(algorithm, info, student_cfg.family, work_dir / "mm", settings=settings, batch_size=batch_size,
                          insize=insize, iters=iters, per_epoch=per_epoch)
     start = time.perf_counter()
     sec_per_iter = train(runner)
@@ -125,7 +135,7 @@ def distill_mm(student_config, teacher_config, teacher_checkpoint, method, data_
     clean.load_state_dict(algorithm.student.state_dict())
     wrapper = MMDetector(clean, info.classes, insize, student_cfg.family, student_cfg.model)
     path = save_model(wrapper, work_dir / "model.pt")
-    result = dict(model_path=str(path), method=method, student_config=student_cfg.path,
+    result = dict(model_path=str(path), method=method, student_config=student_cfg.path, lr=settings.lr,
                   teacher_config=teacher_cfg.path, iterations=runner.iter, seconds_per_iter=sec_per_iter,
                   train_seconds=train_seconds, metrics=evaluate_splits(wrapper, data_root))
     write_json(work_dir / "metrics.json", result)

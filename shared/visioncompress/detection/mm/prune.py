@@ -9,6 +9,7 @@ The pruned network is exported as a static model.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from visioncompress.log import get_logger
 from .configs import coco_info, load_model_config
 from .evaluate import evaluate_splits
 from .model import MMDetector, flops_params, load_weights, save_model
-from .runner import build_model, check_insize, check_positive, make_runner, quiet, total_iters, train, write_json
+from .runner import TrainSettings, build_model, check_insize, check_positive, make_runner, quiet, total_iters, \
+    train, write_json
 
 log = get_logger(__name__)
 NORM_TYPES = ("act", "flops")
@@ -60,8 +62,12 @@ def _control_hook(algorithm, interval: int, target: float, insize: int, lr_ratio
 
 def prune_group_fisher_mm(config, checkpoint, data_root, work_dir, interval: int = 10, norm_type: str = "act",
                           lr_ratio: float = 0.1, target_flop_ratio: float = 0.5, epochs: int = 20,
-                          batch_size: int = 8, insize: int = 320, max_iters: int | None = None) -> dict:
-    """Prune config+checkpoint on data_root; writes model.pt (static pruned detector) and metrics.json."""
+                          batch_size: int = 8, insize: int = 320, max_iters: int | None = None,
+                          settings: TrainSettings | None = None, platform: str = "") -> dict:
+    """Prune config+checkpoint on data_root; writes model.pt (static pruned detector) and metrics.json.
+
+    ``settings``: the user's optimizer, LR, schedule, workers, AMP, device and seed for the Runner (pruning runs
+    at ``settings.lr * LR_RATIO``); without it, the config's own LR and this adapter's defaults."""
     interval = check_positive("INTERVAL", interval)
     norm_type = str(norm_type).lower()
     if norm_type not in NORM_TYPES:
@@ -77,7 +83,8 @@ def prune_group_fisher_mm(config, checkpoint, data_root, work_dir, interval: int
     if max_iters is not None:
         max_iters = check_positive("max_iters", max_iters)
     info = coco_info(data_root)
-    cfg = load_model_config(config, "config", len(info.classes))
+    cfg = load_model_config(config, "config", len(info.classes), platform)
+    settings = settings or TrainSettings(lr=cfg.lr)
     if checkpoint is not None and not Path(checkpoint).is_file():
         from visioncompress.errors import ArtifactError
         raise ArtifactError(f"checkpoint {checkpoint} does not exist")
@@ -101,7 +108,8 @@ def prune_group_fisher_mm(config, checkpoint, data_root, work_dir, interval: int
     control = _control_hook(algorithm, interval, target_flop_ratio, insize, lr_ratio, flops_before)
     log.info("mm prune %s (%s): target FLOPs ratio %.3f, %d iterations", cfg.path, norm_type,
              target_flop_ratio, iters)
-    runner = make_runner(algorithm, info, cfg.family, work_dir / "mm", lr=cfg.lr * lr_ratio,
+    runner = make_runner(algorithm, info, cfg.family, work_dir / "mm",
+                         settings=dataclasses.replace(settings, lr=settings.lr * lr_ratio),
                          batch_size=batch_size, insize=insize, iters=iters, per_epoch=per_epoch, hooks=[control])
     sec_per_iter = train(runner)
 
