@@ -22,7 +22,7 @@ from visioncompress.config import OpenVinoPTQConfig, to_spec
 from visioncompress.detection.artifacts import (
     calibration_images, export_info, exported_metadata, load_detection_inputs,
 )
-from visioncompress.detection.export import require_exportable, export_end_to_end, resolve_settings
+from visioncompress.detection.export import export_end_to_end, require_exportable, resolve_settings
 from visioncompress.detection.metrics import coco_map
 from visioncompress.log import get_logger
 
