@@ -354,3 +354,12 @@ def test_openvino_ptq_with_accuracy_control_runs_and_meets_its_bound(max_drop, d
     _, runner = detection_runner(out)
     data = load_detection_dataset(detection_dataset_dir)
     assert measure_map(runner, data)[0]["mAP"] >= 0 and report["nncf"]
+
+
+def test_two_stage_detectors_other_than_faster_rcnn_are_refused(tmp_path):
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=3).eval()
+    with pytest.raises(ConfigError, match="Faster R-CNN") as error:
+        export_end_to_end(model, 64, PostSettings(0.05, 0.5, 100, 10, 0, 0.0), tmp_path / "mask.onnx")
+    assert error.value.parameter == "MODEL" and not (tmp_path / "mask.onnx").exists()
