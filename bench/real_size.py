@@ -204,17 +204,21 @@ def sizes_for(base: Sizes, *, finetune_steps: int | None = None, test_images: in
     return dataclasses.replace(base, **changes)
 
 
-def estimate_full_run(timings: dict[str, dict], sizes: Sizes, full: Sizes = REAL) -> float:
-    """Seconds the full run (``full``) would take, scaled from this run: fine-tune time per step x the full run's
-    steps, everything else per image, both by the pixel count (insize squared). Rough: compute grows with pixels,
-    per-call overheads do not."""
+def estimate_full_run(timings: dict[str, dict], sizes: Sizes, full: Sizes = REAL) -> tuple[float, float]:
+    """(low, high) seconds the full run (``full``) would take, scaled from this run's per-model timings.
+
+    Fine-tuning scales with steps and pixels (insize squared) in both. Everything else (quantization,
+    measuring) scales with the test images in ``low`` (per-call overheads, which dominate a tiny run, do not
+    grow with pixels) and with test images and pixels in ``high`` (compute-bound). Artifacts reused from an
+    earlier run were not timed, so their share is missing from both."""
     pixels = (full.insize / sizes.insize) ** 2
-    total = 0.0
+    images = max(full.test / max(sizes.test, 1), 1.0)
+    low = high = 0.0
     for t in timings.values():
-        per_step = t["finetune_s"] / max(t["finetune_steps"], 1)
-        total += per_step * pixels * math.ceil(full.train * 0.9 / BATCH)
-        total += t["other_s"] * pixels * max(full.test / max(sizes.test, 1), 1.0)
-    return total
+        finetune = t["finetune_s"] / max(t["finetune_steps"], 1) * pixels * math.ceil(full.train * 0.9 / BATCH)
+        low += finetune + t["other_s"] * images
+        high += finetune + t["other_s"] * images * pixels
+    return low, high
 
 
 def run_model(name: str, root: Path, sizes: Sizes, *, torch_rows: bool = True,
@@ -290,11 +294,10 @@ def main(argv=None) -> None:
         print("\n" + text_table(rows))
         _write(args.output, result, sections, sizes, started)
     if sizes != REAL:
-        estimate = estimate_full_run(TIMINGS, sizes)
-        result["full_run_estimate_s"] = round(estimate)
+        low, high = estimate_full_run(TIMINGS, sizes)
         print(f"the full run ({REAL.insize} px, {math.ceil(REAL.train * 0.9 / BATCH)} fine-tune steps, {REAL.test} "
-              f"test images, models {' '.join(args.models)}) would take roughly {estimate / 60:.0f} minutes on this "
-              f"machine (scaled from this run by pixels; load average now {os.getloadavg()[0]:.1f})")
+              f"test images, models {' '.join(args.models)}) would take roughly {low / 60:.0f}-{high / 60:.0f} "
+              f"minutes on this machine (scaled from this run; load average now {os.getloadavg()[0]:.1f})")
 
 
 def _write(output: Path, result: dict, sections: list, sizes: Sizes, started: float) -> None:

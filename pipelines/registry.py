@@ -103,7 +103,8 @@ def check_task(name: str, params: dict, *, local: bool = True) -> None:
                               f"{name!r}" + (": " + ", ".join(detection_model_names()) if detection else ""))
     # What a detection stage needs of MODEL's architecture; the stage checks the built model the same way.
     # (PTQ exports every zoo detector end to end, Faster R-CNN too; only OpenVINO QAT needs a one-stage one.)
-    need = {"detect_qat_openvino": ("one-stage", "OpenVINO QAT"), "detect_prune": ("fpn", "GroupFisher pruning")}.get(name)
+    need = {"detect_qat_openvino": ("one-stage", "OpenVINO QAT"),
+            "detect_prune": ("fpn", "GroupFisher pruning")}.get(name)
     if need and params.get("MODEL") in detection_model_names():
         require_detector(params["MODEL"], *need, pipeline=name)
     teacher_path = str(params.get("CUSTOM_TEACHER_PATH") or "")

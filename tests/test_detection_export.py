@@ -301,12 +301,13 @@ def test_faster_rcnn_int8_keeps_proposal_selection_and_nms_in_fp(detection_short
     from visioncompress.config import ModelConfig, TrainConfig
     from visioncompress.train import finetune
 
-    fp32 = finetune(detection_short_dataset_dir, tmp_path / "fp32", ModelConfig(model=RCNN),
-                    TrainConfig(batch_size=8, training=False)) and tmp_path / "fp32"
+    fp32 = tmp_path / "fp32"  # untrained: the structure is what this test checks
+    finetune(detection_short_dataset_dir, fp32, ModelConfig(model=RCNN), TrainConfig(batch_size=8, training=False))
     outputs = {"onnx": tmp_path / "onnx", "openvino": tmp_path / "openvino"}
     quantize(fp32, detection_short_dataset_dir, outputs["onnx"],
              OnnxPTQConfig(activation_type="QUInt8", weight_type="QInt8", batch_size=8))
-    quantize(fp32, detection_short_dataset_dir, outputs["openvino"], OpenVinoPTQConfig(transformer=False, subset_size=16))
+    quantize(fp32, detection_short_dataset_dir, outputs["openvino"],
+             OpenVinoPTQConfig(transformer=False, subset_size=16))
     for kind, directory in outputs.items():
         metadata, _ = detection_runner(directory)
         info = metadata.params["detection_export"]
@@ -329,22 +330,29 @@ def test_faster_rcnn_int8_keeps_proposal_selection_and_nms_in_fp(detection_short
         assert done.returncode == 0, f"{path}: {done.stderr[-2000:]}"
 
 
-@pytest.mark.parametrize("max_drop", [0.5])
-def test_openvino_ptq_with_accuracy_control_runs_and_meets_its_bound(max_drop, detection_model_dir,
+@pytest.mark.slow  # 276 s / 771 s wall on the shared 2-core machine at load 16
+@pytest.mark.parametrize("max_drop, calibration", [(0.5, 32), (0.01, 1)])
+def test_openvino_ptq_with_accuracy_control_runs_and_meets_its_bound(max_drop, calibration, detection_model_dir,
                                                                      detection_dataset_dir, tmp_path):
     """MAX_ACCURACY_DROP > 0: ``nncf.quantize_with_accuracy_control`` with validation mAP (32 images) as its
     metric. The returned model meets the bound on the validation split, or the stage reports the operations
-    NNCF reverted to floating point and that the bound was not reached."""
+    NNCF reverted to floating point and that the bound was not reached. The second case (1 calibration image,
+    a 0.01-point bound) makes the fully quantized model miss the bound, so NNCF ranks and reverts layers
+    (measured: initial drop 0.03, 10 of 137 quantized operations reverted, final drop 0.0)."""
     import openvino as ov
 
     out = tmp_path / "ov-ac"
     metadata = quantize(detection_model_dir, detection_dataset_dir, out,
-                        OpenVinoPTQConfig(transformer=False, subset_size=32, max_accuracy_drop=max_drop))
+                        OpenVinoPTQConfig(transformer=False, subset_size=calibration, max_accuracy_drop=max_drop))
     report = metadata.metrics["accuracy_control"]
     print(f"accuracy control (MAX_ACCURACY_DROP={max_drop}): val mAP {metadata.metrics['val_mAP']} vs FP32 "
-          f"{metadata.metrics['val_mAP_fp32']}; {len(report['reverted'])} reverted; NNCF: {report['nncf']}")
+          f"{metadata.metrics['val_mAP_fp32']}; initial drop {report['initial_drop']}; {len(report['reverted'])} "
+          f"of {report['quantized_operations']} reverted; NNCF: {report['nncf']}")
     assert metadata.params["detection_export"]["quantized_by"] == "nncf.quantize_with_accuracy_control"
     assert metadata.metrics["val_mAP_fp32"] > 0  # a detector that detects: the bound means something
+    assert report["initial_drop"] is not None
+    if report["initial_drop"] > max_drop:  # NNCF had to restore accuracy: it says which operations it reverted
+        assert report["reverted"] and len(report["reverted"]) < report["quantized_operations"], report
     assert report["meets_max_drop"] or report["reverted"], report
     assert report["drop"] == pytest.approx(metadata.metrics["val_mAP_fp32"] - metadata.metrics["val_mAP"], abs=1e-3)
     model = ov.Core().read_model(str(out / "model.xml"))
@@ -352,3 +360,12 @@ def test_openvino_ptq_with_accuracy_control_runs_and_meets_its_bound(max_drop, d
     _, runner = detection_runner(out)
     data = load_detection_dataset(detection_dataset_dir)
     assert measure_map(runner, data)[0]["mAP"] >= 0 and report["nncf"]
+
+
+def test_two_stage_detectors_other_than_faster_rcnn_are_refused(tmp_path):
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=3).eval()
+    with pytest.raises(ConfigError, match="Faster R-CNN") as error:
+        export_end_to_end(model, 64, PostSettings(0.05, 0.5, 100, 10, 0, 0.0), tmp_path / "mask.onnx")
+    assert error.value.parameter == "MODEL" and not (tmp_path / "mask.onnx").exists()

@@ -23,6 +23,17 @@ def test_defaults_validate(name):
     assert params["DATASET_SOURCE"] == "fashion-mnist-detection" and params["MODEL"] == "fcos_resnet18_fpn"
 
 
+MM_YOLO = {"PLATFORM": "mmyolo", "MODEL": "yolox_tiny_fast_8xb8-300e_coco", "TEACHER_MODEL": "yolox_s_fast_8xb8-300e_coco",
+           "METHOD": "pkd_yolo"}
+
+
+def test_openmmlab_detectors_validate_in_distill_and_prune():
+    """PLATFORM mmdet / mmyolo with the packages' config names; no mm import (the mapping runs anywhere)."""
+    assert validate_pipeline_params("detect_distill", MM_YOLO)["MODEL"] == "yolox_tiny_fast_8xb8-300e_coco"
+    params = validate_pipeline_params("detect_prune", {"PLATFORM": "mmdet", "MODEL": "retinanet_r50_fpn_1x_coco"})
+    assert params["PLATFORM"] == "mmdet" and params["TARGET_FLOP_RATIO"] == 0.5
+
+
 @pytest.mark.parametrize("name,params,parameter", [
     ("detect_distill", {"METHOD": "pkd_yolo"}, "METHOD"),
     ("detect_prune", {"TARGET_FLOP_RATIO": 1.2}, "TARGET_FLOP_RATIO"),
@@ -35,6 +46,17 @@ def test_defaults_validate(name):
     ("detect_qat_openvino", {"MODEL": "fasterrcnn_resnet50_fpn"}, "MODEL"),
     ("ptq_onnx", {"MODEL": "fcos_resnet18_fpn"}, "MODEL"),
     ("detect_distill", {"TEACHER_MODEL": "vgg16"}, "TEACHER_MODEL"),
+    # OpenMMLab detectors (PLATFORM mmdet / mmyolo): config names, their method, their pool
+    ("detect_prune", {"PLATFORM": "mmdet", "MODEL": "fcos_resnet18_fpn"}, "MODEL"),
+    ("detect_distill", {"PLATFORM": "mmdet", "MODEL": "retinanet_r18_fpn_1x_coco"}, "TEACHER_MODEL"),
+    ("detect_distill", {**MM_YOLO, "METHOD": "pkd"}, "METHOD"),
+    ("detect_distill", {**MM_YOLO, "TEACHER_MODEL": "fcos_resnet34_fpn", "TEACHER_PLATFORM": "torchvision"},
+     "TEACHER_PLATFORM"),
+    ("detect_distill", {"PLATFORM": "mmdet", "MODEL": "retinanet_r18_fpn_1x_coco",
+                        "TEACHER_MODEL": "retinanet_r50_fpn_1x_coco", "METHOD": "pkd_yolo"}, "METHOD"),
+    ("detect_prune", {"PLATFORM": "mmdet", "MODEL": "retinanet_r18_fpn_1x_coco", "TRAIN_ON_GPU": True},
+     "TRAIN_ON_GPU"),
+    ("ptq_onnx", {"PLATFORM": "mmdet", "MODEL": "retinanet_r18_fpn_1x_coco"}, "PLATFORM"),
 ])
 def test_misfitting_parameters_fail_before_work(name, params, parameter):
     with pytest.raises(ConfigError) as error:

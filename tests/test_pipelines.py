@@ -73,8 +73,9 @@ def test_compiled_yaml_is_valid_placed_on_well_known_labels_and_time_limited(nam
             assert placed[executor_name]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
             assert placed[executor_name]["tolerations"] == [
                 {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-        else:
-            assert container["image"] == settings.image_cpu
+        else:  # the detection pipelines' CPU steps: the detection image (the CPU stack plus OpenMMLab)
+            assert container["image"] == (settings.image_detection if PIPELINES[name].task == "detection"
+                                          else settings.image_cpu)
             assert placed[executor_name]["nodeSelector"]["labels"] == {"kubernetes.io/arch": "amd64"}
             assert "tolerations" not in placed[executor_name]
 

@@ -62,6 +62,9 @@ def test_training_steps_go_to_the_pool_the_run_asks_for(name):
     settings = load_settings()
     placements = _training_placements(spec, platform)
     assert placements, f"{name} has no training stage"
+    from visioncompress.config.pipelines import PIPELINES
+
+    cpu_image = settings.image_detection if PIPELINES[name].task == "detection" else settings.image_cpu
     declared = spec["root"]["inputDefinitions"]["parameters"]
     assert declared["TRAIN_ON_GPU"]["defaultValue"] is False and declared["NUM_NODES"]["defaultValue"] == 1
     for stage, branches in placements.items():
@@ -69,12 +72,12 @@ def test_training_steps_go_to_the_pool_the_run_asks_for(name):
         assert "" not in branches, f"{name}/{stage}: a training task outside the placement condition"
 
         container, k8s = _branch(branches, "cpu")  # TRAIN_ON_GPU=False: CPU pool
-        assert container["image"] == settings.image_cpu and "accelerator" not in container["resources"]
+        assert container["image"] == cpu_image and "accelerator" not in container["resources"]
         assert k8s["nodeSelector"]["labels"] == {"kubernetes.io/arch": "amd64"} and "tolerations" not in k8s
         assert container["resources"]["resourceCpuRequest"] == settings.cpu_request
 
         container, k8s = _branch(branches, "submitter")  # multi-node GPU: a small submitter on CPU
-        assert container["image"] == settings.image_cpu and "accelerator" not in container["resources"]
+        assert container["image"] == cpu_image and "accelerator" not in container["resources"]
         assert k8s["nodeSelector"]["labels"] == {"kubernetes.io/arch": "amd64"} and "tolerations" not in k8s
         assert container["resources"]["resourceCpuRequest"] == "500m"
         assert [s["optional"] for s in k8s["secretAsEnv"]] == [False], "the job's inputs live in object storage"

@@ -50,7 +50,8 @@ def benchmark_detector(model_dir: str | os.PathLike, dataset_dir: str | os.PathL
     label = variant or variant_name(metadata)
     threads = default_threads(config.threads)
     scores, n_images = measure_map(runner, data, limit=config.max_test_samples)
-    size = size_mb or _size_mb(Path(model_dir))
+    size = size_mb or (round((Path(model_dir) / metadata.file_name).stat().st_size / 2**20, 3)
+                       if metadata.format == "mm-module" else _size_mb(Path(model_dir)))  # not its state dict twice
     rows = []
     for batch_size in config.batch_sizes:
         timing = latency(runner, _sample(data, batch_size), warmup=config.warmup, iterations=config.iterations,

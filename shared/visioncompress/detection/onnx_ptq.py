@@ -16,7 +16,7 @@ from visioncompress.config import OnnxPTQConfig, to_spec
 from visioncompress.detection.artifacts import (
     calibration_images, export_info, exported_metadata, load_detection_inputs,
 )
-from visioncompress.detection.export import require_exportable, export_end_to_end, fp_node_names, resolve_settings
+from visioncompress.detection.export import export_end_to_end, fp_node_names, require_exportable, resolve_settings
 from visioncompress.log import get_logger
 from visioncompress.quantize.onnx import _precision, _quantize_static
 

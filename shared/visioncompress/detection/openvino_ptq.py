@@ -22,7 +22,7 @@ from visioncompress.config import OpenVinoPTQConfig, to_spec
 from visioncompress.detection.artifacts import (
     calibration_images, export_info, exported_metadata, load_detection_inputs,
 )
-from visioncompress.detection.export import require_exportable, export_end_to_end, resolve_settings
+from visioncompress.detection.export import export_end_to_end, require_exportable, resolve_settings
 from visioncompress.detection.metrics import coco_map
 from visioncompress.log import get_logger
 
@@ -99,14 +99,17 @@ def accuracy_control_report(messages: list[str], metrics: dict, max_drop: float)
     """What ``quantize_with_accuracy_control`` did: the operations it reverted to floating point (from its
     report), and whether the returned model meets MAX_ACCURACY_DROP on the validation split (measured here)."""
     reverted: list[str] = []
-    quantized_ops = None
+    quantized_ops, initial_drop = None, None
     for message in messages:
+        if initial_drop is None and message.startswith("Accuracy drop: "):
+            initial_drop = float(message.split()[2])  # the fully quantized model's drop, before any revert
         found = re.match(r"(\d+) out of (\d+) were reverted back to the floating-point precision:", message)
         if found:
             quantized_ops = int(found.group(2))
             reverted = [line.strip() for line in message.splitlines()[1:] if line.strip()]
     drop = round(metrics["val_mAP_fp32"] - metrics["val_mAP"], 4)
-    return {"max_drop": max_drop, "drop": drop, "meets_max_drop": drop <= max_drop, "reverted": reverted,
+    return {"max_drop": max_drop, "initial_drop": initial_drop, "drop": drop, "meets_max_drop": drop <= max_drop,
+            "reverted": reverted,
             "quantized_operations": quantized_ops,
             "nncf": [m for m in messages if m.startswith(("Algorithm completed", "Accuracy drop", "The algorithm",
                                                           "Maximum number"))]}

@@ -153,6 +153,11 @@ def load_model_config(config, parameter: str, num_classes: int, platform: str = 
             node["num_classes"] = num_classes
     _walk(model, set_classes)
     model.get("data_preprocessor", {}).pop("batch_augments", None)
+    pre = model.get("data_preprocessor")
+    if isinstance(pre, dict) and pre.get("mean") is None:
+        # without mean/std MMYOLO's training preprocessor hands uint8 images to the first conv (YOLOX configs):
+        # an identity normalisation makes them float and leaves the 0..255 scale the model expects
+        pre["mean"], pre["std"] = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
     lr = cfg.get("optim_wrapper", {}).get("optimizer", {}).get("lr", 0.01)
     return MMConfig(str(path), family, model, float(lr))
 
