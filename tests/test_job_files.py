@@ -17,6 +17,7 @@ EXPECTED = {
     "classification_nncf_qat_timm": "qat_openvino",
     "classification_onnxquant_timm_vit": "ptq_onnx",
     "classification_tensorrt_torchvision": "ptq_tensorrt",
+    "classification_tensorrtqat_torchvision": "qat_tensorrt",
     "classification_kdtransfer_timm_deit": "distill",
     "classification_kdtransfer_timm_to_torchvision": "distill",
     "classification_torchprune_torchvision": "prune",
@@ -74,3 +75,15 @@ def test_unsupported_torchprune_values_are_errors_not_notes(tmp_path, capsys):
     path.write_text(job.replace("MAX_DROP: 0.05", "MAX_DROP: 5"))
     assert main(["run", "--config", str(path), "--dry-run"]) != 0
     assert "MAX_DROP=5" in capsys.readouterr().err
+
+
+def test_tensorrtqat_maps_to_qat_exported_for_tensorrt_and_is_refused_for_detectors(capsys):
+    from visioncompress.config.jobfile import map_job
+    from visioncompress.errors import ConfigError
+
+    rows, _ = dry_run("classification_tensorrtqat_torchvision", capsys)
+    assert (rows["QAT_EPOCHS"], rows["QAT_LEARNING_RATE"], rows["insize"]) == ("2", "0.0001", "224")
+    # no detector is trained with fake quantization for TensorRT here: an error, not a different algorithm
+    with pytest.raises(ConfigError, match="TASK='object_detection' is not allowed; expected a task that "
+                                          "ALGORITHM='TensorRTQAT' supports here: image_classification"):
+        map_job({"ALGORITHM": "TensorRTQAT", "TASK": "object_detection"})

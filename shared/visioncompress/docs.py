@@ -24,7 +24,7 @@ MARKER = "<!-- custom-content -->"
 LAST_VERIFIED = "2026-11-30T00:00:00Z"  # update after the checks in tests/README.md pass again
 # The optional-secret field of use_secret_as_env needs a KFP >= 2.15 backend.
 KFP_BACKEND = ">=2.15"
-ALPHA = {"build_tensorrt_engine", "benchmark_gpu", "qdq_onnx", "prune_detection", "ptq_tensorrt", "detect_ptq_onnx",
+ALPHA = {"build_tensorrt_engine", "benchmark_gpu", "qdq_onnx", "qat_qdq_onnx", "qat_tensorrt", "prune_detection", "ptq_tensorrt", "detect_ptq_onnx",
          "detect_qat_openvino", "detect_distill", "detect_prune", "detect_ptq_openvino", "detect_ptq_tensorrt"}
 REPO = "https://github.com/visioncompress/visioncompress"
 

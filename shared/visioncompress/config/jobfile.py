@@ -53,6 +53,7 @@ ROUTES: tuple[Route, ...] = (
     Route("ptq_onnx", ("ONNXQuant", "ONNXPTQ", "CPU Post Training Quantization - ONNX")),
     Route("ptq_tensorrt", ("TensorRT", "TensorRTPTQ", "GPU Post Training Quantization - TensorRT")),
     Route("qat_openvino", ("NNCFQAT", "CPU Quantization Aware Training - OpenVino")),
+    Route("qat_tensorrt", ("TensorRTQAT", "GPU Quantization Aware Training - TensorRT")),
     Route("distill", ("KDTransfer", "Knowledge Distillation")),
     Route("prune", ("TorchPrune", "Structured Pruning", "Structured Pruning (Image Classification)")),
     Route("compare", ("compare",)),
