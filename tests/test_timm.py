@@ -208,14 +208,15 @@ def test_timm_vit_openvino_int8_uses_nncfs_transformer_type(deit_dir, small_data
 @pytest.mark.slow  # QAT of a trained timm resnet18 and a DeiT-tiny: minutes on 2 cores
 @pytest.mark.parametrize("backend", ["torch", "openvino"])
 def test_timm_qat_on_torch_and_openvino(backend, timm_resnet_dir, dataset_dir, timm_resnet_top1, deit_dir,
-                                        small_dataset, tmp_path):
+                                        small_dataset, cut_split, tmp_path):
     from visioncompress.config.qat import OpenVinoQATConfig, TorchQATConfig
     from visioncompress.quantize import quantize_aware
 
     loop = TrainConfig(batch_size=64, workers=0)
     cnn = (TorchQATConfig(batch_size=64) if backend == "torch"
            else OpenVinoQATConfig(batch_size=64, subset_size=128, transformer=False))
-    quantize_aware(timm_resnet_dir, dataset_dir, tmp_path / "cnn", cnn, loop)
+    short = cut_split(dataset_dir, tmp_path / "short", {"train": 128})  # QAT trains on 128 images, as test_qat's
+    quantize_aware(timm_resnet_dir, short, tmp_path / "cnn", cnn, loop)
     accuracy = measured_top1(tmp_path / "cnn", dataset_dir)
     print(f"timm resnet18 {backend} QAT top-1 {accuracy:.2f} vs FP32 {timm_resnet_top1:.2f}")
     assert accuracy >= timm_resnet_top1 - INT8_MAX_DROP
