@@ -150,29 +150,37 @@ def summarize(p: Mapping[str, Any], results: dict, models: dict, *, title: str):
     return task.outputs["report"]
 
 
-def tensorrt_steps(p: Mapping[str, Any], fp32_model, data_task):
-    """QDQ ONNX (CPU) -> INT8 engine (GPU) -> GPU benchmark; returns (qdq task, engine task, results)."""
+def tensorrt_steps(p: Mapping[str, Any], fp32_model, data_task, *, qat: bool = False):
+    """QDQ ONNX (CPU: calibrated, or with ``qat`` trained) -> INT8 engine (GPU) -> GPU benchmark;
+    returns (qdq task, engine task, results)."""
     from visioncompress.components.benchmark_gpu.component import benchmark_gpu
     from visioncompress.components.build_tensorrt_engine.component import build_tensorrt_engine
-    from visioncompress.components.qdq_onnx.component import qdq_onnx
 
     dataset = data_task.outputs["dataset"]
-    qdq = step(qdq_onnx, p, "TensorRT PTQ: calibrated QDQ ONNX (CPU)", model=fp32_model, dataset=dataset)
-    engine = step(build_tensorrt_engine, p, "TensorRT PTQ: build INT8 engine (GPU)",
+    if qat:
+        from visioncompress.components.qat_qdq_onnx.component import qat_qdq_onnx
+
+        qdq = step(qat_qdq_onnx, p, "TensorRT QAT: QAT, QDQ ONNX export (CPU)", model=fp32_model, dataset=dataset)
+    else:
+        from visioncompress.components.qdq_onnx.component import qdq_onnx
+
+        qdq = step(qdq_onnx, p, "TensorRT PTQ: calibrated QDQ ONNX (CPU)", model=fp32_model, dataset=dataset)
+    engine = step(build_tensorrt_engine, p, f"TensorRT {'QAT' if qat else 'PTQ'}: build INT8 engine (GPU)",
                   qdq_model=qdq.outputs["qdq_model"])
     bench = step(benchmark_gpu, p, "benchmark TensorRT INT8 (GPU)", model=engine.outputs["engine"], dataset=dataset)
     return qdq, engine, bench.outputs["results"]
 
 
-def tensorrt_ptq(p: Mapping[str, Any], *, title: str, qdq_name: str):
+def tensorrt_ptq(p: Mapping[str, Any], *, title: str, qdq_name: str, qat: bool = False):
     """Data, FP32 model, the TensorRT steps, and the comparison: FP32, the engine's QDQ input measured on a CPU
-    (the calibrated model's accuracy, GPU or not) and the engine on the GPU."""
+    (the calibrated or QAT model's accuracy, GPU or not) and the engine on the GPU."""
     data, model = prepare_data_and_model(p)
     fp32 = model.outputs["model"]
-    qdq, engine, tensorrt_results = tensorrt_steps(p, fp32, data)
+    qdq, engine, tensorrt_results = tensorrt_steps(p, fp32, data, qat=qat)
     results = dict(
         fp32=measure(p, fp32, data, name="FP32", fp32_runtimes=["onnxruntime"]),
-        onnx_ptq=measure(p, qdq.outputs["qdq_model"], data, name=qdq_name, variant="int8-qdq"),
+        onnx_ptq=measure(p, qdq.outputs["qdq_model"], data, name=qdq_name,
+                         variant="qat-int8-qdq" if qat else "int8-qdq"),
         tensorrt_ptq=tensorrt_results,
     )
     return summarize(p, results, {"tensorrt_ptq": engine.outputs["engine"]}, title=title)

@@ -17,6 +17,7 @@ EXPECTED = {
     "classification_nncf_qat_timm": "qat_openvino",
     "classification_onnxquant_timm_vit": "ptq_onnx",
     "classification_tensorrt_torchvision": "ptq_tensorrt",
+    "classification_tensorrtqat_torchvision": "qat_tensorrt",
     "classification_kdtransfer_timm_deit": "distill",
     "classification_kdtransfer_timm_to_torchvision": "distill",
     "classification_torchprune_torchvision": "prune",
@@ -53,3 +54,42 @@ def test_job_file_maps_without_error(stem, capsys):
     if "DEVICE: 'cuda:0'" in job:  # nyuntam's GPU jobs train on the GPU pool
         assert rows["DEVICE"] == '"cuda:0"' and rows["TRAIN_ON_GPU"] == "true"
     assert "JOB_SERVICE" in err  # workspace keys are listed as having no effect, never silently dropped
+
+
+def dry_run(stem, capsys):
+    code = main(["run", "--config", str(NYUNTAM_JOBS / f"{stem}.yaml"), "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return {line[4:].split("=")[0].strip(): line.split("= ", 1)[1] for line in out.splitlines()[2:]}, err
+
+
+def test_torchprune_keys_keep_nyuntams_meaning(capsys):
+    """SPARSITY is the channel ratio, ITERATIVE / ITERATIVE_STEPS / MAX_DROP the early-stopping steps, EPOCHS the
+    sparse training of a regularising pruner; with MetaPruner nyuntam trains no sparse epochs, and says so."""
+    rows, _ = dry_run("classification_torchprune_torchvision", capsys)
+    assert (rows["SPARSITY"], rows["ITERATIVE"], rows["ITERATIVE_STEPS"], rows["MAX_DROP"]) == (
+        "0.3", "true", "4", "0.05")
+    assert rows["SPARSITY_EPOCHS"] == "2" and rows["PRUNER_NAME"] == '"GroupNormPruner"'
+    rows, err = dry_run("classification_torchprune_timm_vit", capsys)
+    assert rows["PRUNER_NAME"] == '"MetaPruner"' and rows["SPARSITY_EPOCHS"] == "0"
+    assert "prune.TorchPrune.EPOCHS" in err and "only with GroupNormPruner or BNSPruner" in err
+
+
+def test_unsupported_torchprune_values_are_errors_not_notes(tmp_path, capsys):
+    job = (NYUNTAM_JOBS / "classification_torchprune_torchvision.yaml").read_text()
+    path = tmp_path / "job.yaml"
+    path.write_text(job.replace("MAX_DROP: 0.05", "MAX_DROP: 5"))
+    assert main(["run", "--config", str(path), "--dry-run"]) != 0
+    assert "MAX_DROP=5" in capsys.readouterr().err
+
+
+def test_tensorrtqat_maps_to_qat_exported_for_tensorrt_and_is_refused_for_detectors(capsys):
+    from visioncompress.config.jobfile import map_job
+    from visioncompress.errors import ConfigError
+
+    rows, _ = dry_run("classification_tensorrtqat_torchvision", capsys)
+    assert (rows["QAT_EPOCHS"], rows["QAT_LEARNING_RATE"], rows["insize"]) == ("2", "0.0001", "224")
+    # no detector is trained with fake quantization for TensorRT here: an error, not a different algorithm
+    with pytest.raises(ConfigError, match="TASK='object_detection' is not allowed; expected a task that "
+                                          "ALGORITHM='TensorRTQAT' supports here: image_classification"):
+        map_job({"ALGORITHM": "TensorRTQAT", "TASK": "object_detection"})

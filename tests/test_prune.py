@@ -154,6 +154,10 @@ def test_fused_attention_computes_what_multihead_attention_does():
     ({"TARGET_PRUNE_RATE": "half"}, "TARGET_PRUNE_RATE"),
     ({"ITERATIVE_STEPS": 0}, "ITERATIVE_STEPS"),
     ({"PRUNER_NAME": "MetaPruner", "SPARSITY_EPOCHS": 2}, "SPARSITY_EPOCHS"),
+    ({"SPARSITY": 1.0}, "SPARSITY"),
+    ({"SPARSITY": -0.1}, "SPARSITY"),
+    ({"MAX_DROP": 5}, "MAX_DROP"),  # a fraction, as nyuntam's (0.2 = 20 points)
+    ({"ITERATIVE": "sometimes"}, "ITERATIVE"),
 ])
 def test_bad_parameters_name_themselves(params, parameter):
     with pytest.raises(ConfigError) as info:
@@ -167,3 +171,57 @@ def test_spec_spellings_are_accepted():
                                      "TARGET_PRUNE_RATE": 30})
     assert (config.pruner_name, config.group_importance, config.target_prune_rate) == (
         "BNSPruner", "GroupNormImportance", 0.3)
+
+
+# nyuntam's TorchPrune keys: SPARSITY (the channel ratio itself), ITERATIVE with MAX_DROP (early stop).
+
+def test_sparsity_is_the_channel_ratio_used_without_a_search(vit_dir, small_dataset_dir, tmp_path):
+    from visioncompress.prune.classification import count_params, prune_once
+
+    metadata = prune(vit_dir, small_dataset_dir, tmp_path / "pruned", PruneConfig(sparsity=0.25, target_prune_rate=0.8),
+                     NO_TRAINING)
+    m = metadata.metrics
+    assert m["pruning_ratio"] == 0.25 and len(m["search"]) == 1
+    # The same reduction as pruning the model directly at that ratio (and not TARGET_PRUNE_RATE's 0.8).
+    direct = prune_once(convert_and_load(vit_dir), torch.randn(1, 3, 32, 32), None, PruneConfig(), 0.25)
+    assert m["params_after"] == count_params(direct)
+    assert m["param_reduction"] < 0.6
+
+
+def convert_and_load(path):
+    model = load_output(path)
+    convert_attention(model)
+    return model
+
+
+@pytest.mark.slow  # 140 s on the loaded 2-core machine (8 prunings and evaluations of resnet18)
+def test_iterative_pruning_stops_once_the_drop_exceeds_max_drop(fp32_model_dir, dataset_dir, tmp_path):
+    """resnet18 (77 % top-1) pruned in 4 steps towards channel ratio 0.8 without fine-tuning: the accuracy falls
+    step by step; MAX_DROP 0.05 (5 points) stops it after the first step that loses more, MAX_DROP 1 never."""
+    config = PruneConfig(sparsity=0.8, iterative=True, iterative_steps=4, max_drop=0.05)
+    metadata = prune(fp32_model_dir, dataset_dir, tmp_path / "stopped", config, NO_TRAINING)
+    m = metadata.metrics
+    steps, stopped = m["iterative_steps"], m["stopped_early_at_step"]
+    before = m["val_top1_before"]
+    print("val top-1 per step", before, [s["val_top1"] for s in steps])
+    assert stopped is not None and stopped == len(steps) < 4
+    assert before - steps[-1]["val_top1"] > 5.0  # the step that crossed MAX_DROP is the last one
+    assert all(before - s["val_top1"] <= 5.0 for s in steps[:-1])
+    assert m["param_reduction"] == steps[-1]["param_reduction"] < 0.9 * full_reduction(fp32_model_dir, dataset_dir)
+    assert metadata.params["ITERATIVE"] is True and metadata.params["MAX_DROP"] == 0.05
+    assert evaluate_top1(load_output(tmp_path / "stopped"), load_dataset(dataset_dir), "val") == pytest.approx(
+        steps[-1]["val_top1"], abs=1e-3)
+
+    everything = prune(fp32_model_dir, dataset_dir, tmp_path / "all", PruneConfig(
+        sparsity=0.8, iterative=True, iterative_steps=4, max_drop=1.0), NO_TRAINING).metrics
+    assert everything["stopped_early_at_step"] is None and len(everything["iterative_steps"]) == 4
+    assert everything["param_reduction"] == pytest.approx(full_reduction(fp32_model_dir, dataset_dir), abs=1e-4)
+
+
+def full_reduction(model_dir, dataset_dir):
+    from visioncompress.prune.classification import count_params, prune_once
+
+    model = load_output(model_dir)
+    params0 = count_params(model)
+    return 1 - count_params(prune_once(model, torch.randn(1, 3, 32, 32), None,
+                                       PruneConfig(iterative_steps=4), 0.8)) / params0

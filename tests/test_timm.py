@@ -110,3 +110,123 @@ def test_unknown_timm_names_and_mm_platforms_are_refused_with_the_parameter():
         ModelConfig(model="resnet18", platform="mmdet")  # mmdet / mmyolo take the packages' config names
     with pytest.raises(ConfigError, match="TEACHER_MODEL='vgg16_tv' is not allowed; expected a timm model name"):
         DistillConfig(teacher_model="vgg16_tv", teacher_platform="timm")
+
+
+# --- timm through every classification backend -----------------------------------------------------------------
+# A trained timm CNN: timm's resnet18 names its layers as torchvision's does, so the session's fine-tuned resnet18
+# (77 % top-1) loads into it through CUSTOM_MODEL_PATH, as a user's own checkpoint would: INT8 accuracy is then
+# measured against a model that has learned something, on the session's 1000 test images.
+INT8_MAX_DROP = 2.0  # top-1 points an INT8 timm CNN may lose against its FP32 model
+
+
+@pytest.fixture(scope="module")
+def timm_resnet_dir(fp32_model_dir, dataset_dir, tmp_path_factory) -> Path:
+    from visioncompress.config import from_spec
+
+    root = tmp_path_factory.mktemp("timm-resnet")
+    torch.save(load_torch_module(fp32_model_dir).state_dict(), root / "weights.pt")
+    model = from_spec(ModelConfig, {"MODEL": "resnet18", "PLATFORM": "timm", "CUSTOM_MODEL_PATH": str(root / "weights.pt")})
+    finetune(dataset_dir, root / "fp32", model, TrainConfig(training=False, batch_size=64, workers=0))
+    return root / "fp32"
+
+
+@pytest.fixture(scope="module")
+def timm_resnet_top1(timm_resnet_dir, dataset_dir) -> float:
+    from visioncompress.benchmark.measure import top1
+    from visioncompress.benchmark.runners import load_runner
+
+    return top1(load_runner(timm_resnet_dir)[1], load_dataset(dataset_dir))[0]
+
+
+def measured_top1(model_dir, dataset_dir) -> float:
+    from visioncompress.benchmark.measure import top1
+    from visioncompress.benchmark.runners import load_runner
+
+    return top1(load_runner(model_dir)[1], load_dataset(dataset_dir))[0]
+
+
+def test_the_timm_cnn_is_timms_and_as_accurate_as_the_checkpoint(timm_resnet_dir, timm_resnet_top1):
+    import timm
+
+    assert isinstance(load_torch_module(timm_resnet_dir), timm.models.resnet.ResNet)
+    assert read_model_metadata(timm_resnet_dir).params["PLATFORM"] == "timm"
+    assert timm_resnet_top1 > 60.0, timm_resnet_top1  # the checkpoint's weights, not random ones (10 %)
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_timm_cnn_int8_on_torch_and_openvino_keeps_its_accuracy(backend, timm_resnet_dir, dataset_dir,
+                                                                timm_resnet_top1, tmp_path):
+    from visioncompress.config import OpenVinoPTQConfig, TorchPTQConfig
+
+    config = TorchPTQConfig(batch_size=32) if backend == "torch" else OpenVinoPTQConfig(transformer=False,
+                                                                                     subset_size=128)
+    metadata = quantize(timm_resnet_dir, dataset_dir, tmp_path / "int8", config)
+    assert metadata.precision == "int8" and metadata.params.get("PLATFORM", "timm") == "timm"
+    accuracy = measured_top1(tmp_path / "int8", dataset_dir)
+    print(f"timm resnet18 {backend} INT8 top-1 {accuracy:.2f} vs FP32 {timm_resnet_top1:.2f}")
+    assert accuracy >= timm_resnet_top1 - INT8_MAX_DROP
+
+
+def vit_logits_agreement(int8_dir, fp32_dir, dataset_dir) -> tuple[float, float]:
+    """(argmax agreement, cosine similarity of the logits) of an INT8 ViT with its FP32 model on 64 test images."""
+    import numpy as np
+    from visioncompress.benchmark.runners import load_runner
+
+    x, _ = next(load_dataset(dataset_dir).batches("test", 64))
+    int8 = load_runner(int8_dir)[1].predict(x)
+    with torch.inference_mode():
+        fp32 = load_torch_module(fp32_dir).eval()(torch.from_numpy(x)).numpy()
+    cosine = float(np.mean(np.sum(int8 * fp32, 1) / (np.linalg.norm(int8, axis=1) * np.linalg.norm(fp32, axis=1))))
+    return float(np.mean(int8.argmax(1) == fp32.argmax(1))), cosine
+
+
+def test_timm_vit_torch_int8_quantizes_its_linear_layers(deit_dir, small_dataset, tmp_path):
+    from visioncompress.config import TorchPTQConfig
+
+    quantize(deit_dir, small_dataset, tmp_path / "int8", TorchPTQConfig(batch_size=16))
+    graph = str(torch.jit.load(str(tmp_path / "int8" / "model.pt")).graph)
+    assert graph.count("quantized::linear") >= 12 * 4  # qkv, proj, fc1, fc2 in each of the 12 blocks
+    agreement, cosine = vit_logits_agreement(tmp_path / "int8", deit_dir, small_dataset)
+    print(f"DeiT-tiny torch INT8: argmax agreement {agreement:.2f}, logits cosine {cosine:.4f}")
+    assert cosine >= 0.85  # measured 0.92 (random weights: small, noisy logits); an unrelated output is near 0
+
+
+def test_timm_vit_openvino_int8_uses_nncfs_transformer_type(deit_dir, small_dataset, tmp_path):
+    import openvino as ov
+    from visioncompress.config import OpenVinoPTQConfig
+
+    metadata = quantize(deit_dir, small_dataset, tmp_path / "int8", OpenVinoPTQConfig(transformer=True, subset_size=32))
+    assert metadata.params["TRANSFORMER"] is True
+    model = ov.Core().read_model(str(tmp_path / "int8" / "model.xml"))
+    quantized_matmuls = [op for op in model.get_ops() if op.get_type_name() == "MatMul"
+                         and any(i.get_source_output().get_node().get_type_name() == "FakeQuantize"
+                                 for i in op.inputs())]
+    assert len(quantized_matmuls) >= 12 * 4
+    agreement, cosine = vit_logits_agreement(tmp_path / "int8", deit_dir, small_dataset)
+    print(f"DeiT-tiny OpenVINO INT8: argmax agreement {agreement:.2f}, logits cosine {cosine:.4f}")
+    assert cosine >= 0.95
+
+
+@pytest.mark.slow  # QAT of a trained timm resnet18 and a DeiT-tiny: minutes on 2 cores
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_timm_qat_on_torch_and_openvino(backend, timm_resnet_dir, dataset_dir, timm_resnet_top1, deit_dir,
+                                        small_dataset, cut_split, tmp_path):
+    from visioncompress.config.qat import OpenVinoQATConfig, TorchQATConfig
+    from visioncompress.quantize import quantize_aware
+
+    loop = TrainConfig(batch_size=64, workers=0)
+    cnn = (TorchQATConfig(batch_size=64) if backend == "torch"
+           else OpenVinoQATConfig(batch_size=64, subset_size=128, transformer=False))
+    short = cut_split(dataset_dir, tmp_path / "short", {"train": 128})  # QAT trains on 128 images, as test_qat's
+    quantize_aware(timm_resnet_dir, short, tmp_path / "cnn", cnn, loop)
+    accuracy = measured_top1(tmp_path / "cnn", dataset_dir)
+    print(f"timm resnet18 {backend} QAT top-1 {accuracy:.2f} vs FP32 {timm_resnet_top1:.2f}")
+    assert accuracy >= timm_resnet_top1 - INT8_MAX_DROP
+    vit = (TorchQATConfig(batch_size=32) if backend == "torch"
+           else OpenVinoQATConfig(batch_size=32, subset_size=32, transformer=True))
+    metadata = quantize_aware(deit_dir, small_dataset, tmp_path / "vit", vit, TrainConfig(batch_size=32, workers=0))
+    assert metadata.precision == "int8" and len(metadata.metrics["history"]) == 1
+    from visioncompress.benchmark.runners import load_runner
+
+    x, _ = next(load_dataset(small_dataset).batches("test", 8))
+    assert load_runner(tmp_path / "vit")[1].predict(x).shape == (8, 10)

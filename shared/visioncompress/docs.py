@@ -26,7 +26,7 @@ LAST_VERIFIED = "2026-11-30T00:00:00Z"  # update after the checks in tests/READM
 KFP_BACKEND = ">=2.15"
 ALPHA = {"build_tensorrt_engine", "benchmark_gpu", "qdq_onnx", "prune_detection", "ptq_tensorrt", "detect_ptq_onnx",
          "detect_qat_openvino", "detect_distill", "detect_prune", "detect_ptq_openvino", "detect_ptq_tensorrt",
-         "ptq_ladder"}
+         "ptq_ladder", "qat_qdq_onnx", "qat_tensorrt"}
 REPO = "https://github.com/visioncompress/visioncompress"
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from visioncompress.config import (
     BenchmarkConfig, DataConfig, DetectionPostConfig, DistillConfig, GroupFisherConfig, LadderConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig,
-    OpenVinoQATConfig, PruneConfig, PublishConfig, RuntimeConfig, StorageConfig, TensorRTConfig, TorchPTQConfig,
+    OpenVinoQATConfig, PruneConfig, PublishConfig, RuntimeConfig, StorageConfig, TensorRTConfig, TensorRTQATConfig, TorchPTQConfig,
     TorchQATConfig, TrainConfig, config_from,
 )
 from visioncompress.config.catalog import PARAMS, Param
@@ -180,6 +180,18 @@ def _qdq_onnx(a, c):
                                  post=c.get(DetectionPostConfig)))
 
 
+def _qat_qdq_onnx(a, c):
+    from visioncompress.kfp_io import describe_model, log_training
+    from visioncompress.quantize.qat_tensorrt import qat_qdq_onnx
+
+    out = a["qdq_model"]
+    with _checkpoints(a, out) as checkpoints:
+        result = qat_qdq_onnx(a["model"].path, a["dataset"].path, out.path, c[TensorRTQATConfig], c[TrainConfig],
+                              checkpoint_dir=checkpoints)
+    describe_model(out, result)
+    log_training(a["metrics"], result.metrics)
+
+
 def _build_tensorrt_engine(a, c):
     from visioncompress.kfp_io import describe_model
     from visioncompress.quantize.tensorrt import build_engine, tensorrt_unavailable_reason, write_skip_notice
@@ -302,6 +314,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           "weights).", _qdq_onnx, inputs=(_MODEL, _DS), outputs=(("qdq_model", "Model"),),
           uses=((TensorRTConfig, ("CALIBRATION_BATCH_SIZE", "CALIBRATION_METHOD")), DetectionPostConfig,
                 RuntimeConfig)),
+    Stage("qat_qdq_onnx", "CPU half of TensorRTQAT: quantization-aware training in TensorRT's INT8 form "
+          "(symmetric, per-channel weights), exported as a QDQ ONNX model.", _qat_qdq_onnx, inputs=(_MODEL, _DS),
+          outputs=(("qdq_model", "Model"), _METRICS),
+          uses=(TensorRTQATConfig, (TrainConfig, _QAT_TRAIN), RuntimeConfig), kind="train"),
     Stage("build_tensorrt_engine", "GPU half of TensorRT PTQ: build and serialise an INT8 engine from the QDQ "
           "ONNX model.", _build_tensorrt_engine, inputs=(("qdq_model", "Model"),), outputs=(("engine", "Model"),),
           uses=((TensorRTConfig, ("BATCH_SIZE", "FP16_FALLBACK", "DYNAMIC_BATCH", "MAX_BATCH_SIZE", "WORKSPACE_MB",

@@ -8,7 +8,7 @@ from visioncompress.config.detection import DetectionPostConfig, GroupFisherConf
 from visioncompress.config.distill import DistillConfig
 from visioncompress.config.prune import PruneConfig
 from visioncompress.config.publish import PublishConfig
-from visioncompress.config.qat import OpenVinoQATConfig, TorchQATConfig
+from visioncompress.config.qat import OpenVinoQATConfig, TensorRTQATConfig, TorchQATConfig
 from visioncompress.config.quantize import LadderConfig, OnnxPTQConfig, OpenVinoPTQConfig, TorchPTQConfig
 from visioncompress.config.tensorrt import TensorRTConfig
 from visioncompress.config.runtime import RuntimeConfig, StorageConfig
@@ -16,5 +16,5 @@ from visioncompress.config.train import ModelConfig, TrainConfig
 
 __all__ = [
     "BenchmarkConfig", "DataConfig", "DetectionPostConfig", "DistillConfig", "GroupFisherConfig", "LadderConfig", "ModelConfig", "OnnxPTQConfig", "OpenVinoPTQConfig",
-    "OpenVinoQATConfig", "PruneConfig", "PublishConfig", "RuntimeConfig", "StorageConfig", "TensorRTConfig", "TorchPTQConfig", "TorchQATConfig", "TrainConfig", "config_from", "from_spec", "spec_names", "to_spec", "validate_params",
+    "OpenVinoQATConfig", "PruneConfig", "PublishConfig", "RuntimeConfig", "StorageConfig", "TensorRTConfig", "TensorRTQATConfig", "TorchPTQConfig", "TorchQATConfig", "TrainConfig", "config_from", "from_spec", "spec_names", "to_spec", "validate_params",
 ]

@@ -177,6 +177,17 @@ PARAMS: dict[str, Param] = _table(
           'prune in this many steps, re-ranking each time'),
     Param('SPARSITY_EPOCHS', int, 0,
           "sparse-training epochs with the pruner's regulariser before pruning (GroupNormPruner, BNSPruner)"),
+    Param('SPARSITY', float, 0.0,
+          "torch-pruning's channel pruning ratio per layer (nyuntam's TorchPrune SPARSITY, e.g. 0.5); above 0 it is "
+          "used as given and TARGET_PRUNE_RATE is not searched for; 0 = search the ratio that removes "
+          "TARGET_PRUNE_RATE of the parameters"),
+    Param('ITERATIVE', bool, False,
+          "iterative pruning: ITERATIVE_STEPS pruning steps, each followed by FINETUNE_EPOCHS of fine-tuning (when "
+          "TRAINING) and a validation; stops after the first step whose val top-1 is more than MAX_DROP below the "
+          "unpruned model's"),
+    Param('MAX_DROP', float, 0.2,
+          "ITERATIVE pruning: the largest val top-1 drop against the unpruned model, as a fraction of 1 (0.2 = 20 "
+          "points), before pruning stops early"),
     Param('DESTINATION', str, '',
           's3://bucket/prefix or minio://bucket/prefix; empty = do not publish'),
     Param('ACCURACY_BUDGET', float, 1.0,

@@ -53,6 +53,7 @@ ROUTES: tuple[Route, ...] = (
     Route("ptq_onnx", ("ONNXQuant", "ONNXPTQ", "CPU Post Training Quantization - ONNX")),
     Route("ptq_tensorrt", ("TensorRT", "TensorRTPTQ", "GPU Post Training Quantization - TensorRT")),
     Route("qat_openvino", ("NNCFQAT", "CPU Quantization Aware Training - OpenVino")),
+    Route("qat_tensorrt", ("TensorRTQAT", "GPU Quantization Aware Training - TensorRT")),
     Route("distill", ("KDTransfer", "Knowledge Distillation")),
     Route("prune", ("TorchPrune", "Structured Pruning", "Structured Pruning (Image Classification)")),
     Route("compare", ("compare",)),
@@ -76,6 +77,8 @@ ALIASES = {
     "distilllr": "LR", "distillepochs": "EPOCHS", "distillseed": "SEED", "distillweightdecay": "WEIGHT_DECAY",
     "studentmodelpath": "CUSTOM_MODEL_PATH", "scheduler": "LR_SCHEDULER",
     "confidencethreshold": "SCORE_THRESHOLD",
+    # TorchPrune's EPOCHS: sparse training with the pruner's regulariser (pipelines without a distillation EPOCHS)
+    "epochs": "SPARSITY_EPOCHS",
 }
 CRITERION_SHORT = {"ce": "CrossEntropyLoss", "crossentropy": "CrossEntropyLoss", "mse": "MSELoss",
                    "l1": "L1Loss", "nll": "NLLLoss"}
@@ -265,6 +268,24 @@ def _device_params(parameters: Mapping[str, Any], params: dict) -> None:
         params["TRAIN_ON_GPU"] = True
 
 
+def _prune_params(parameters: Mapping[str, Any], params: dict, origins: Mapping[str, str], ignored: dict) -> None:
+    """TorchPrune's EPOCHS trains sparsely only with a regularising pruner (nyuntam's train_sparse)."""
+    from visioncompress.config.prune import REGULARISING_PRUNERS, PruneConfig
+
+    where = origins.get("SPARSITY_EPOCHS", "")
+    if _norm(where.rsplit(".", 1)[-1]) != "epochs":
+        return
+    pruner = params.get("PRUNER_NAME", parameters.get("PRUNER_NAME"))
+    try:
+        pruner = PruneConfig(pruner_name=pruner).pruner_name
+    except ConfigError:
+        return  # the pipeline's own validation names the bad PRUNER_NAME
+    if pruner not in REGULARISING_PRUNERS:
+        del params["SPARSITY_EPOCHS"]
+        ignored[where] = (f"nyuntam trains sparsely for EPOCHS only with {' or '.join(REGULARISING_PRUNERS)} "
+                          f"(PRUNER_NAME={pruner})")
+
+
 def _is_torchvision_dataset(name: str) -> bool:
     import torchvision
 
@@ -338,6 +359,7 @@ def map_job(job: Mapping[str, Any], pipeline: str | None = None, *,
         params[target], origins[target] = value, where
     _dataset_params(parameters, params)
     _device_params(parameters, params)
+    _prune_params(parameters, params, origins, ignored)
     return Job(pipeline, params, ignored, source)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from visioncompress.config import (
     BenchmarkConfig, DataConfig, DetectionPostConfig, DistillConfig, GroupFisherConfig, LadderConfig, ModelConfig, OnnxPTQConfig, OpenVinoPTQConfig,
-    OpenVinoQATConfig, PruneConfig, PublishConfig, RuntimeConfig, StorageConfig, TensorRTConfig, TorchPTQConfig,
+    OpenVinoQATConfig, PruneConfig, PublishConfig, RuntimeConfig, StorageConfig, TensorRTConfig, TensorRTQATConfig, TorchPTQConfig,
     TorchQATConfig, TrainConfig,
 )
 from visioncompress.config.catalog import PARAMS, Param
@@ -84,6 +84,9 @@ PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in (
     _spec("qat_openvino", "Fine-tune, then OpenVINO quantization-aware training through NNCF.", OpenVinoQATConfig),
     _spec("ptq_tensorrt", "Fine-tune; calibrated QDQ ONNX on a CPU node; INT8 TensorRT engine built and "
           "benchmarked on a GPU node.", TensorRTConfig),
+    _spec("qat_tensorrt", "Fine-tune; quantization-aware training in TensorRT's INT8 form, exported as a QDQ ONNX "
+          "model on a CPU node; INT8 TensorRT engine built and benchmarked on a GPU node.", TensorRTQATConfig,
+          extra=("FP16_FALLBACK", "DYNAMIC_BATCH", "MAX_BATCH_SIZE", "WORKSPACE_MB", "TENSORRT_OPTIONAL")),
     _spec("ptq_torch", "Fine-tune; PyTorch CPU INT8 post-training quantization; INT8 vs FP32.", TorchPTQConfig),
     _spec("ptq_onnx", "Fine-tune; ONNX Runtime INT8 post-training quantization; INT8 vs FP32.", OnnxPTQConfig),
     _spec("ptq_openvino", "Fine-tune; OpenVINO INT8 post-training quantization through NNCF; INT8 vs FP32.",

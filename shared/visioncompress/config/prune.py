@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from visioncompress.config._fields import check_bool, check_choice, check_int, param
+from visioncompress.config._fields import check_bool, check_choice, check_float, check_int, param
 from visioncompress.errors import ConfigError
 
 # The spec's pruner names -> torch-pruning 1.6 classes (tp.pruner.*). MetaPruner is an alias of BasePruner there.
@@ -16,6 +16,7 @@ IMPORTANCES = {
 }
 REGULARISING_PRUNERS = ("GroupNormPruner", "BNSPruner")
 PRUNE_RECOVERIES = ("finetune", "distill")
+MAX_SPARSITY = 0.99  # a channel ratio of 1 would remove every channel
 # Today's torch-pruning spellings are accepted too.
 _ALIASES = {"basepruner": "MetaPruner", "bnscalepruner": "BNSPruner", "groupmagnitudeimportance": "GroupNormImportance"}
 
@@ -42,6 +43,9 @@ class PruneConfig:
     iterative_steps: int = param('ITERATIVE_STEPS')
     sparsity_epochs: int = param('SPARSITY_EPOCHS')
     recovery: str = param('PRUNE_RECOVERY')
+    sparsity: float = param('SPARSITY')
+    iterative: bool = param('ITERATIVE')
+    max_drop: float = param('MAX_DROP')
 
     def __post_init__(self) -> None:
         self.pruner_name = check_choice("PRUNER_NAME", _ALIASES.get(str(self.pruner_name).strip().lower(),
@@ -54,6 +58,9 @@ class PruneConfig:
         self.iterative_steps = check_int("ITERATIVE_STEPS", self.iterative_steps, minimum=1, maximum=100)
         self.sparsity_epochs = check_int("SPARSITY_EPOCHS", self.sparsity_epochs, minimum=0)
         self.recovery = check_choice("PRUNE_RECOVERY", self.recovery, PRUNE_RECOVERIES)
+        self.sparsity = check_float("SPARSITY", self.sparsity, low=0.0, high=MAX_SPARSITY)
+        self.iterative = check_bool("ITERATIVE", self.iterative)
+        self.max_drop = check_float("MAX_DROP", self.max_drop, low=0.0, high=1.0)
         if self.sparsity_epochs and self.pruner_name not in REGULARISING_PRUNERS:
             raise ConfigError("SPARSITY_EPOCHS", self.sparsity_epochs,
                               f"0 with PRUNER_NAME={self.pruner_name} (only {', '.join(REGULARISING_PRUNERS)} "

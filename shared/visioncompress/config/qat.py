@@ -44,3 +44,14 @@ class OpenVinoQATConfig:
         _check_common(self)
         self.transformer = check_bool("TRANSFORMER", self.transformer)
         self.subset_size = check_int("SUBSET_SIZE", self.subset_size, minimum=1)
+
+
+@dataclass
+class TensorRTQATConfig:
+    """TensorRTQAT: QAT in TensorRT's INT8 form (symmetric), exported as a QDQ ONNX model for the engine build."""
+    qat_epochs: int = param('QAT_EPOCHS')
+    qat_learning_rate: float = param('QAT_LEARNING_RATE')
+    batch_size: int = param('BATCH_SIZE')
+
+    def __post_init__(self) -> None:
+        _check_common(self)

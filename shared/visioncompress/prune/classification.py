@@ -4,6 +4,11 @@ The spec's TARGET_PRUNE_RATE is a parameter reduction, while torch-pruning takes
 pruning ratio; the ratio is searched until the measured parameter reduction is within
 ``TOLERANCE`` of the target. Optional sparse training (SPARSITY_EPOCHS) with the pruner's
 regulariser comes first, optional fine-tuning (TRAINING, FINETUNE_EPOCHS) after.
+
+nyuntam's TorchPrune keys: ``SPARSITY`` (> 0) is torch-pruning's channel ratio itself, used without the
+search; ``ITERATIVE`` prunes in ITERATIVE_STEPS steps with fine-tuning and a validation after each, and
+stops after the first step whose val top-1 is more than ``MAX_DROP`` (a fraction: 0.2 = 20 points) below
+the unpruned model's, as nyuntam's iterative pruning does.
 """
 
 from __future__ import annotations
@@ -146,27 +151,39 @@ def prune_once(model, example, dataset, config: PruneConfig, ratio: float, crite
     return model
 
 
-def prune_to_target(model, example, dataset, config: PruneConfig, criterion=None) -> PruneOutcome:
-    """Search the channel ratio whose pruning removes TARGET_PRUNE_RATE of the parameters."""
+def _pruned_copy(model, example, dataset, config: PruneConfig, ratio: float, criterion):
+    """A pruned copy of ``model`` at channel ratio ``ratio`` that has run a forward pass."""
     import torch
 
+    try:
+        candidate = prune_once(copy.deepcopy(model), example, dataset, config, ratio, criterion)
+        with torch.inference_mode():
+            candidate(example)
+    except VisionCompressError:
+        raise
+    except Exception as exc:
+        raise ConfigError("MODEL", type(model).__name__,
+                          f"an architecture torch-pruning can prune structurally (the pruned model failed: "
+                          f"{str(exc).splitlines()[0]})") from exc
+    return candidate
+
+
+def prune_to_target(model, example, dataset, config: PruneConfig, criterion=None) -> PruneOutcome:
+    """Search the channel ratio whose pruning removes TARGET_PRUNE_RATE of the parameters (or use SPARSITY)."""
     target = config.target_prune_rate
     params0 = count_params(model)
     lo, hi = (0.0, 0.0), (MAX_RATIO, None)  # (ratio, measured reduction)
     ratio = 1.0 - math.sqrt(1.0 - target)  # exact when every layer loses inputs and outputs alike
     best: PruneOutcome | None = None
     trials: list[dict] = []
+    if config.sparsity:  # nyuntam's SPARSITY: the channel ratio itself, no search
+        candidate = _pruned_copy(model, example, dataset, config, config.sparsity, criterion)
+        reduction = 1.0 - count_params(candidate) / params0
+        log.info("SPARSITY %.4f removes %.2f%% of parameters", config.sparsity, 100 * reduction)
+        return PruneOutcome(candidate, config.sparsity, reduction,
+                            [{"ratio": config.sparsity, "param_reduction": round(reduction, 5)}])
     for _ in range(MAX_TRIALS):
-        try:
-            candidate = prune_once(copy.deepcopy(model), example, dataset, config, ratio, criterion)
-            with torch.inference_mode():
-                candidate(example)
-        except VisionCompressError:
-            raise
-        except Exception as exc:
-            raise ConfigError("MODEL", type(model).__name__,
-                              f"an architecture torch-pruning can prune structurally (the pruned model failed: "
-                              f"{str(exc).splitlines()[0]})") from exc
+        candidate = _pruned_copy(model, example, dataset, config, ratio, criterion)
         reduction = 1.0 - count_params(candidate) / params0
         trials.append({"ratio": round(ratio, 5), "param_reduction": round(reduction, 5)})
         log.info("pruning ratio %.4f removes %.2f%% of parameters (target %.2f%%)", ratio, 100 * reduction,
@@ -245,6 +262,55 @@ def sparse_train(model, example, dataset, config: PruneConfig, train_config: Tra
     return result
 
 
+def _recovery(config: PruneConfig, dataset, train_config: TrainConfig, model_dir, distill_config=None):
+    """The task (and companion modules) the fine-tune after pruning trains: plain cross-entropy, or with
+    PRUNE_RECOVERY=distill the unpruned model as teacher (``kd_task``, DistillConfig's LAMBDA / TEMPERATURE)."""
+    if config.recovery != "distill":
+        return ClassificationTask(dataset, train_config.criterion), ()
+    from visioncompress.config import DistillConfig, config_from
+    from visioncompress.distill.classification import kd_task
+
+    kd = distill_config or config_from(DistillConfig, {})
+    log.info("recovering by distillation from the unpruned model (LAMBDA %s, TEMPERATURE %s)", kd.lambda_,
+             kd.temperature)
+    return kd_task(dataset, load_torch_module(model_dir), lambda_=kd.lambda_, temperature=kd.temperature)
+
+
+def prune_iteratively(model, example, dataset, config: PruneConfig, train_config: TrainConfig, ratio: float,
+                      val_before: float, criterion=None, recovery=None) -> tuple[list[dict], int | None]:
+    """nyuntam's ITERATIVE pruning, in place: ITERATIVE_STEPS steps towards channel ratio ``ratio``, each
+    followed by fine-tuning (TRAINING, FINETUNE_EPOCHS) and a validation; stops after the first step whose val
+    top-1 is more than MAX_DROP (a fraction) below ``val_before``. Returns (per-step rows, the step it stopped at
+    early or None)."""
+    from visioncompress.prune.attention import sync_after_pruning
+
+    pruner = build_pruner(model, example, config, ratio)
+    params0 = count_params(model)
+    rows: list[dict] = []
+    for i in range(1, config.iterative_steps + 1):
+        if config.group_importance == "GroupTaylorImportance":
+            _taylor_gradients(model, dataset, criterion)
+        pruner.step()
+        sync_after_pruning(model, pruner.num_heads)
+        model.zero_grad(set_to_none=True)
+        row = {"step": i, "param_reduction": round(1 - count_params(model) / params0, 5)}
+        if train_config.training and train_config.finetune_epochs > 0:
+            task, companions = recovery or (ClassificationTask(dataset, train_config.criterion), ())
+            result = fit(model, task, train_config, epochs=train_config.finetune_epochs, companions=companions,
+                         name=f"prune-step{i}")
+            row["history"] = result.history
+        row["val_top1"] = round(evaluate_top1(model, dataset, "val"), 3)
+        rows.append(row)
+        drop = val_before - row["val_top1"]
+        log.info("pruning step %d/%d: %.2f%% fewer parameters, val top-1 %.2f (%.2f points below unpruned)", i,
+                 config.iterative_steps, 100 * row["param_reduction"], row["val_top1"], drop)
+        if drop > 100 * config.max_drop:
+            log.warning("pruning stopped after step %d/%d: val top-1 fell %.2f points, more than MAX_DROP=%g "
+                        "(%.1f points)", i, config.iterative_steps, drop, config.max_drop, 100 * config.max_drop)
+            return rows, i
+    return rows, None
+
+
 def prune(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
           config: PruneConfig, train_config: TrainConfig, *,
           checkpoint_dir: str | os.PathLike | None = None, distill_config=None) -> ModelMetadata:
@@ -271,38 +337,43 @@ def prune(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_d
     val_before = round(evaluate_top1(model, dataset, "val"), 3) if has_val else None
     criterion = make_criterion(train_config.criterion, manifest.num_classes)
 
+    recovery = _recovery(config, dataset, train_config, model_dir, distill_config)
     pruned_checkpoint = Path(checkpoint_dir) / "prune-pruned" if checkpoint_dir else None
     key = {"model": str(Path(model_dir).resolve()), **to_spec(config)}
     pruned, info = _load_pruned(pruned_checkpoint, key) if pruned_checkpoint else (None, None)
+    steps = None
+    if config.iterative and not has_val:
+        raise ConfigError("ITERATIVE", True, "False for a dataset without a validation split (MAX_DROP is "
+                          "checked on it after every pruning step)")
     if pruned is None:
         sparse = TrainResult()
         if config.sparsity_epochs:
             log.info("sparse training with %s for %d epoch(s)", config.pruner_name, config.sparsity_epochs)
             sparse = sparse_train(model, example, dataset, config, train_config, checkpoint_dir)
+        # SPARSITY, or the channel ratio whose pruning (ITERATIVE_STEPS steps, no fine-tuning) meets the target.
         outcome = prune_to_target(model, example, dataset, config, criterion)
-        pruned = outcome.model
         info = {"pruning_ratio": round(outcome.ratio, 5), "search": outcome.trials, "sparsity_history": sparse.history,
                 "key": key}
-        if pruned_checkpoint:
-            _save_pruned(pruned_checkpoint, pruned, info)
+        if config.iterative:
+            log.info("iterative pruning to channel ratio %.4f in %d step(s), MAX_DROP %g", outcome.ratio,
+                     config.iterative_steps, config.max_drop)
+            steps, stopped = prune_iteratively(model, example, dataset, config, train_config, outcome.ratio,
+                                               val_before, criterion, recovery=recovery)
+            pruned = model
+            info.update(iterative_steps=steps, stopped_early_at_step=stopped)
+        else:
+            pruned = outcome.model
+            if pruned_checkpoint:
+                _save_pruned(pruned_checkpoint, pruned, info)
     del model
     macs_after, params_after = _ops_and_params(pruned, example)
-    val_pruned = round(evaluate_top1(pruned, dataset, "val"), 3) if has_val else None
+    val_pruned = None if steps is not None else round(evaluate_top1(pruned, dataset, "val"), 3) if has_val else None
     log.info("params %d -> %d, MACs %d -> %d, val top-1 %s -> %s before fine-tuning", params_before, params_after,
              macs_before, macs_after, val_before, val_pruned)
 
     result = TrainResult()
-    if train_config.training and train_config.finetune_epochs > 0:
-        task, companions = ClassificationTask(dataset, train_config.criterion), ()
-        if config.recovery == "distill":
-            from visioncompress.config import DistillConfig, config_from
-            from visioncompress.distill.classification import kd_task
-
-            kd = distill_config or config_from(DistillConfig, {})
-            log.info("recovering by distillation from the unpruned model (LAMBDA %s, TEMPERATURE %s)", kd.lambda_,
-                     kd.temperature)
-            task, companions = kd_task(dataset, load_torch_module(model_dir), lambda_=kd.lambda_,
-                                       temperature=kd.temperature)
+    if steps is None and train_config.training and train_config.finetune_epochs > 0:  # ITERATIVE: done per step
+        task, companions = recovery
         result = fit(pruned, task, train_config, epochs=train_config.finetune_epochs, companions=companions,
                      checkpoint_dir=checkpoint_dir, name="prune-finetune")
     val_top1 = result.best_val_top1

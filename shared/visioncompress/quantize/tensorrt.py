@@ -34,6 +34,7 @@ from visioncompress.quantize.onnx import INPUT_NAME, export_onnx
 log = get_logger("quantize.tensorrt")
 
 QDQ_STAGE = "qdq_onnx"
+QDQ_STAGES = (QDQ_STAGE, "qat_qdq_onnx")  # TensorRT PTQ's calibrated model, TensorRTQAT's trained one
 ENGINE_STAGE = "build_tensorrt_engine"
 SKIP_NOTICE = "skipped.json"
 GPU_IMAGE_HINT = "the visioncompress GPU image (images/gpu/Dockerfile) on a GPU node"
@@ -221,9 +222,9 @@ def build_engine(qdq_model_dir: str | os.PathLike, output_dir: str | os.PathLike
     trt = require_tensorrt()
     qdq_model_dir = Path(qdq_model_dir)
     parent = read_model_metadata(qdq_model_dir)
-    if parent.format != "onnx" or parent.stage != QDQ_STAGE:
+    if parent.format != "onnx" or parent.stage not in QDQ_STAGES:
         raise ArtifactError(f"{qdq_model_dir} is a {parent.format} model from stage {parent.stage!r}; "
-                            f"the engine build needs the QDQ ONNX model from stage {QDQ_STAGE!r}")
+                            f"the engine build needs a QDQ ONNX model from stage {' or '.join(QDQ_STAGES)}")
     builder = trt.Builder(tensorrt_logger())
     network, _parser = _parse_onnx(trt, builder, qdq_model_dir / parent.file_name)
     if network.num_inputs != 1:
