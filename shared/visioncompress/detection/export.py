@@ -162,24 +162,30 @@ class PostProcess(nn.Module):
         if s.min_size > 0:
             valid = valid & ((boxes[..., 2] - boxes[..., 0]) >= s.min_size) & \
                 ((boxes[..., 3] - boxes[..., 1]) >= s.min_size)
-        candidates = scores.shape[1]
-        num_classes = outputs["cls_logits"].shape[-1]
-        classes = torch.arange(num_classes, dtype=torch.int64).view(1, -1, 1)
-        per_class = torch.where((labels.unsqueeze(1) == classes) & valid.unsqueeze(1), scores.unsqueeze(1),
-                                torch.full_like(scores.unsqueeze(1), -1.0))  # N x C x M, -1 = not a candidate
-        selected = NonMaxSuppression.apply(
-            boxes, per_class, torch.tensor([s.max_per_class or candidates], dtype=torch.int64),
-            torch.tensor([s.iou], dtype=torch.float32), torch.tensor([0.0], dtype=torch.float32))
-        flat = selected[:, 0] * candidates + selected[:, 2]
-        kept = torch.zeros_like(scores).flatten().scatter(0, flat, torch.ones_like(flat, dtype=scores.dtype))
-        kept = kept.view_as(scores) > 0
-        slots = min(s.max_per_image, candidates)
-        final, index = torch.where(kept, scores, torch.full_like(scores, -1.0)).topk(slots, dim=1)
-        ok = final > 0
-        out_boxes = torch.gather(boxes, 1, index.unsqueeze(-1).expand(-1, -1, 4)) * ok.unsqueeze(-1).to(boxes.dtype)
-        out_scores = torch.where(ok, final, torch.zeros_like(final))
-        out_labels = torch.where(ok, torch.gather(labels, 1, index), torch.full_like(index, PADDING["label"]))
-        return out_boxes, out_scores, out_labels, ok.to(torch.int64).sum(dim=1)
+        return select_detections(boxes, scores, labels, valid, outputs["cls_logits"].shape[-1], s)
+
+
+def select_detections(boxes, scores, labels, valid, num_classes: int, s: PostSettings):
+    """Candidates (N x M boxes, scores, labels 0..num_classes-1, valid mask) -> the four outputs: per-class
+    NMS as ONNX ``NonMaxSuppression``, the final top-k and the padding. Every end-to-end graph ends here
+    (torchvision's detectors above, OpenMMLab's in ``detection.mm.export``)."""
+    candidates = scores.shape[1]
+    classes = torch.arange(num_classes, dtype=torch.int64).view(1, -1, 1)
+    per_class = torch.where((labels.unsqueeze(1) == classes) & valid.unsqueeze(1), scores.unsqueeze(1),
+                            torch.full_like(scores.unsqueeze(1), -1.0))  # N x C x M, -1 = not a candidate
+    selected = NonMaxSuppression.apply(
+        boxes, per_class, torch.tensor([s.max_per_class or candidates], dtype=torch.int64),
+        torch.tensor([s.iou], dtype=torch.float32), torch.tensor([0.0], dtype=torch.float32))
+    flat = selected[:, 0] * candidates + selected[:, 2]
+    kept = torch.zeros_like(scores).flatten().scatter(0, flat, torch.ones_like(flat, dtype=scores.dtype))
+    kept = kept.view_as(scores) > 0
+    slots = min(s.max_per_image, candidates)
+    final, index = torch.where(kept, scores, torch.full_like(scores, -1.0)).topk(slots, dim=1)
+    ok = final > 0
+    out_boxes = torch.gather(boxes, 1, index.unsqueeze(-1).expand(-1, -1, 4)) * ok.unsqueeze(-1).to(boxes.dtype)
+    out_scores = torch.where(ok, final, torch.zeros_like(final))
+    out_labels = torch.where(ok, torch.gather(labels, 1, index), torch.full_like(index, PADDING["label"]))
+    return out_boxes, out_scores, out_labels, ok.to(torch.int64).sum(dim=1)
 
 
 class EndToEndDetector(nn.Module):
