@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_CONFIG = "mmyolo::yolox/yolox_tiny_fast_8xb8-300e_coco.py"
+DEFAULT_CONFIG = "mmdet::yolox/yolox_tiny_8xb8-300e_coco.py"  # mmyolo YOLOX trains only with its batch augments
 
 
 def train_detector(config: str, data_root, work_dir, *, insize: int, iters: int, batch_size: int = 8,

@@ -31,6 +31,7 @@ NMS (mmdet clips RetinaNet to the unpadded image, mmyolo clips YOLOX after NMS, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -226,6 +227,30 @@ class MMEndToEnd(nn.Module):
         return self.post(*self.core(images))
 
 
+@contextlib.contextmanager
+def _fixed_upsampling(model: nn.Module):
+    """``nn.Upsample(scale_factor=...)`` resizes to fixed output sizes while exporting (the input size is fixed
+    anyway): a Resize by scales makes ONNX Runtime's symbolic shape inference, which quantization runs first,
+    give up on the dynamic batch (floor(batch * 1.0) is not batch)."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Upsample) and m.scale_factor is not None]
+
+    def fixed(layer):
+        factor = layer.scale_factor if isinstance(layer.scale_factor, tuple) else (layer.scale_factor,) * 2
+
+        def forward(x):
+            size = tuple(int(int(d) * f) for d, f in zip(x.shape[-2:], factor))  # constants in the graph
+            return nn.functional.interpolate(x, size=size, mode=layer.mode, align_corners=layer.align_corners)
+        return forward
+
+    for layer in layers:
+        layer.forward = fixed(layer)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward
+
+
 def export_mm(wrapper, path: str | os.PathLike, settings: PostSettings | None = None) -> Path:
     """The mm detector (an ``MMDetector``) as one end-to-end ONNX graph at its ``insize``; batch dynamic."""
     wrapper.eval()
@@ -233,7 +258,8 @@ def export_mm(wrapper, path: str | os.PathLike, settings: PostSettings | None = 
     module = MMEndToEnd(wrapper, settings).eval()
     dynamic = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in OUTPUTS}}
     example = (torch.rand(1, 3, wrapper.insize, wrapper.insize),)
-    path = _export(module, example, Path(path), [INPUT_NAME], OUTPUTS, dynamic)
+    with _fixed_upsampling(wrapper.model):
+        path = _export(module, example, Path(path), [INPUT_NAME], OUTPUTS, dynamic)
     log.info("mm end-to-end export (%s %s, %d px): %s; post-processing %s", wrapper.family,
              type(wrapper.model.bbox_head).__name__, wrapper.insize, path, settings.as_dict())
     return path
