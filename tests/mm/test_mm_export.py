@@ -143,20 +143,20 @@ def test_exported_graph_runs_without_torch_in_onnxruntime_and_openvino(tmp_path)
     assert done.stdout.startswith("ok")
 
 
+TRAINED_SIZE = 96
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """YOLOX-tiny (mmdet) trained briefly from scratch on a small version of the conftest COCO set."""
+    """YOLOX-tiny (mmdet) trained briefly from scratch on a larger version of the conftest COCO set, at 96 px."""
     from bench.mm_detection import train_detector
 
     root = _data_module().make_coco(tmp_path_factory.mktemp("mmx") / "coco",
-                                    counts=(("train", 48), ("val", 8), ("test", 24)))
+                                    counts=(("train", 64), ("val", 8), ("test", 32)))
     torch.manual_seed(0)
-    wrapper, _ = train_detector(YOLOX_MMDET, root, tmp_path_factory.mktemp("mmx-train"), insize=SIZE,
-                                iters=TRAIN_ITERS, batch_size=4, lr=0.01)
+    wrapper, _ = train_detector(YOLOX_MMDET, root, tmp_path_factory.mktemp("mmx-train"), insize=TRAINED_SIZE,
+                                iters=160, batch_size=4, lr=0.02)
     return wrapper, root
-
-
-TRAIN_ITERS = 300
 
 
 @pytest.mark.slow
@@ -172,7 +172,7 @@ def test_onnx_and_openvino_int8_stay_within_one_map_point_of_fp32(tmp_path, trai
 
     wrapper, root = trained
     settings = default_settings(wrapper)
-    images = CocoImages(root, "test", SIZE)
+    images = CocoImages(root, "test", TRAINED_SIZE)
     fp32 = ort.InferenceSession(str(export_mm(wrapper, tmp_path / "fp32.onnx", settings)))
     fp32_map = coco_map_exported(lambda b: fp32.run(None, {"input": b}), images)
 
@@ -180,13 +180,16 @@ def test_onnx_and_openvino_int8_stay_within_one_map_point_of_fp32(tmp_path, trai
                            weight_type="QuantType.QInt8")
     info = quantize_mm_onnx(wrapper, root, tmp_path / "int8.onnx", config, settings)
     graph = onnx.load(str(tmp_path / "int8.onnx"))
-    quantized = [n for n in graph.node if n.op_type == "QuantizeLinear"]
-    assert quantized and all(n.name.startswith("/core/") or "/core/" in n.input[0] for n in quantized)
-    assert any(n.op_type == "NonMaxSuppression" for n in graph.node) and info["fp_nodes"]
+    producer = {out: n.op_type for n in graph.node for out in n.output}
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 20 and info["fp_nodes"]
+    post = [n for n in graph.node if n.op_type in ("NonMaxSuppression", "TopK", "Exp", "Sigmoid")
+            and n.name.startswith("/post/")]
+    assert post and not any(producer.get(i) == "DequantizeLinear" for n in post for i in n.input)
     int8 = ort.InferenceSession(str(tmp_path / "int8.onnx"))
     int8_map = coco_map_exported(lambda b: int8.run(None, {"input": b}), images)
 
-    quantize_mm_openvino(wrapper, root, tmp_path / "int8.xml", OpenVinoPTQConfig(subset_size=48), settings)
+    quantize_mm_openvino(wrapper, root, tmp_path / "int8.xml", OpenVinoPTQConfig(transformer=False, subset_size=48),
+                         settings)
     compiled = ov.Core().compile_model(str(tmp_path / "int8.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     ov_map = coco_map_exported(lambda b: [v for v in compiled(b).values()], images)
     print(f"mAP fp32 {fp32_map:.2f}  onnx int8 {int8_map:.2f}  openvino int8 {ov_map:.2f}")
