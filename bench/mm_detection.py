@@ -145,7 +145,8 @@ def run(args) -> dict:
                     and r["variant"] == "fp32")
         row["delta_mAP"] = round(row["mAP"] - base["mAP"], 2)
         row["speedup"] = round(base["p50_ms"] / row["p50_ms"], 2)
-    return dict(config=args.config, insize=args.insize, train_insize=args.train_insize or args.insize, train_images=args.train_images,
+    return dict(config=args.config, insize=args.insize, train_insize=args.train_insize or args.insize,
+                train_images=args.train_images,
                 test_images=args.test_images, iters=args.iters, train_seconds_per_iter=round(sec_per_iter, 3),
                 eager_mm_mAP=round(eager_map, 2), threads=threads, post_processing=settings.as_dict(),
                 cpu=platform.processor() or platform.machine(), python=platform.python_version(),
