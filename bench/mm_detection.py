@@ -157,7 +157,8 @@ def markdown(result: dict) -> str:
     lines = [f"# visioncompress bench: OpenMMLab detector end to end ({result['config']}, {result['insize']} px)", "",
              f"Trained here from scratch at {result['train_insize']} px for {result['iters']} iterations on "
              f"{result['train_images']} images of the offline detection set, measured at {result['insize']} px; "
-             f"mAP on {result['test_images']} test images (pycocotools, the same images for every row). mm's own eager predict: mAP {result['eager_mm_mAP']:.2f}. Latency is the whole graph "
+             f"mAP on {result['test_images']} test images (pycocotools, the same images for every row). "
+             f"mm's own eager predict: mAP {result['eager_mm_mAP']:.2f}. Latency is the whole graph "
              f"(image batch to padded detections, NMS inside) with {result['threads']} thread(s); speed-up and "
              "Δ mAP are against FP32 in the same runtime at the same batch size. Post-processing: "
              f"{result['post_processing']}. Wall time {result['wall_s']} s.", "",
