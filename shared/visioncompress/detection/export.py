@@ -187,7 +187,8 @@ class PostProcess(nn.Module):
 def select_detections(boxes, scores, labels, valid, num_classes: int, s: PostSettings):
     """Per-class NMS (ONNX ``NonMaxSuppression``) over N x M candidates, then the best MAX_BBOX_PER_IMG per
     image in the padded output convention: boxes, scores, labels, num_detections. ``labels`` lie in
-    [0, num_classes); candidates where ``valid`` is False never survive."""
+    [0, num_classes); candidates where ``valid`` is False never survive. Every end-to-end graph ends here
+    (torchvision's detectors in this module, OpenMMLab's in ``detection.mm.export``)."""
     candidates = scores.shape[1]
     classes = torch.arange(num_classes, dtype=torch.int64).view(1, -1, 1)
     per_class = torch.where((labels.unsqueeze(1) == classes) & valid.unsqueeze(1), scores.unsqueeze(1),

@@ -1,0 +1,203 @@
+"""OpenMMLab detectors end to end (detection.mm.export): one ONNX graph from images to padded detections, the
+same convention as the torchvision detectors'; ONNX Runtime / OpenVINO INT8 with the post-processing in FP.
+
+Runs only in the mm environment (`make test-mm`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from visioncompress.errors import ConfigError
+
+pytestmark = pytest.mark.mm
+
+RETINA = "mmdet::retinanet/retinanet_r18_fpn_1x_coco.py"
+YOLOX_MMDET = "mmdet::yolox/yolox_tiny_8xb8-300e_coco.py"
+YOLOX_MMYOLO = "mmyolo::yolox/yolox_tiny_fast_8xb8-300e_coco.py"
+FCOS = "mmdet::fcos/fcos_r18_fpn_gn-head-center-normbbox-centeronreg-giou_8xb8-amp-lsj-200e_coco.py"
+RTMDET = "mmyolo::rtmdet/rtmdet_tiny_syncbn_fast_8xb32-300e_coco.py"
+SIZE = 128
+
+
+def _wrapper(config: str, seed: int = 0, spread: bool = False):
+    """An untrained detector of config at 128 px; with ``spread`` its batch-norm layers take the statistics of
+    noise images, so that scores differ from point to point (untrained, they are all nearly equal)."""
+    from visioncompress.detection.mm.configs import load_model_config
+    from visioncompress.detection.mm.model import MMDetector
+    from visioncompress.detection.mm.runner import build_model
+
+    cfg = load_model_config(config, "config", 3)
+    torch.manual_seed(seed)
+    model = build_model(cfg.model).eval()
+    if spread:  # batch-norm statistics of noise images: unit-variance features, scores that differ
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.reset_running_stats()
+                module.momentum = None  # a plain average over the batches below
+        model.train()
+        with torch.no_grad():
+            for _ in range(3):
+                model(torch.rand(4, 3, SIZE, SIZE) * 255, mode="tensor")
+        model.eval()
+        for module in model.bbox_head.modules():  # the class and objectness outputs: logits around -1
+            if isinstance(module, torch.nn.Conv2d) and module.out_channels in (1, 3, 27):
+                torch.nn.init.normal_(module.weight, std=0.1)
+                torch.nn.init.constant_(module.bias, -1.0)
+    return MMDetector(model, ("tshirt", "trouser", "bag"), SIZE, cfg.family, cfg.model)
+
+
+def _data_module():
+    spec = importlib.util.spec_from_file_location("mm_test_data", Path(__file__).with_name("conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sorted(boxes, scores, labels):
+    order = np.argsort(-scores, kind="stable")
+    return boxes[order], scores[order], labels[order]
+
+
+def test_unsupported_heads_are_refused_naming_the_head(tmp_path):
+    from visioncompress.detection.mm.export import export_mm
+
+    for config, head in ((FCOS, "FCOSHead"), (RTMDET, "RTMDetHead")):
+        with pytest.raises(ConfigError) as err:
+            export_mm(_wrapper(config), tmp_path / "m.onnx")
+        assert err.value.parameter == "MODEL" and head in str(err.value)
+        assert "RetinaHead" in str(err.value) and "YOLOXHead" in str(err.value)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("config", [RETINA, YOLOX_MMDET, YOLOX_MMYOLO])
+def test_export_matches_mm_predict_in_onnxruntime(tmp_path, config):
+    """Boxes within 1 px, scores within 1e-3, same labels (+1) as mm's own predict, with the same settings."""
+    import onnxruntime as ort
+
+    from visioncompress.detection.export import PostSettings
+    from visioncompress.detection.mm.export import apply_settings, export_mm
+
+    wrapper = _wrapper(config, spread=True)
+    settings = PostSettings(score_threshold=0.05, iou=0.5, nms_pre=1000, max_per_image=50, max_per_class=0,
+                            min_size=0.0)
+    apply_settings(wrapper, settings)
+    path = export_mm(wrapper, tmp_path / "e2e.onnx", settings)
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(3)]
+    reference = wrapper.predict(images, score_thr=0.0)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    batch = np.stack([im.transpose(2, 0, 1).astype(np.float32) / 255 for im in images])
+    boxes, scores, labels, num = session.run(None, {"input": batch})
+    assert boxes.shape == (3, 50, 4) and labels.dtype == np.int64 and num.dtype == np.int64
+    compared = 0
+    for i, ref in enumerate(reference):
+        n = int(num[i])
+        ref_boxes, ref_scores, ref_labels = _sorted(np.clip(ref["boxes"], 0, SIZE), ref["scores"], ref["labels"])
+        k = min(n, settings.max_per_image)
+        assert n == min(len(ref_scores), settings.max_per_image), (n, len(ref_scores))
+        assert n > 5  # something to compare
+        np.testing.assert_allclose(scores[i, :k], ref_scores[:k], atol=1e-3)
+        np.testing.assert_allclose(boxes[i, :k], ref_boxes[:k], atol=1.0)
+        np.testing.assert_array_equal(labels[i, :k], ref_labels[:k] + 1)
+        assert (labels[i, n:] == -1).all() and (scores[i, n:] == 0).all() and (boxes[i, n:] == 0).all()
+        compared += k
+    assert compared > 20
+
+
+def test_exported_graph_runs_without_torch_in_onnxruntime_and_openvino(tmp_path):
+    """The graph alone (no torch imported) in both runtimes: the same detections, dynamic batch, padding -1."""
+    from visioncompress.detection.export import PostSettings
+    from visioncompress.detection.mm.export import export_mm
+
+    settings = PostSettings(score_threshold=0.1, iou=0.5, nms_pre=1000, max_per_image=40, max_per_class=0,
+                            min_size=0.0)
+    path = export_mm(_wrapper(YOLOX_MMYOLO, spread=True), tmp_path / "e2e.onnx", settings)
+    code = (
+        "import sys, numpy as np, onnxruntime as ort, openvino as ov\n"
+        "x = np.random.default_rng(0).random((2, 3, 128, 128), dtype=np.float32)\n"
+        "a = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider']).run(None, {'input': x})\n"
+        "c = ov.Core().compile_model(ov.Core().read_model(sys.argv[1]), 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})\n"
+        "r = c(x); b = [r[c.outputs[i]] for i in range(4)]\n"
+        "assert 'torch' not in sys.modules\n"
+        "n = a[3]; assert (n > 5).all() and (np.abs(n - b[3]) <= 1).all(), (n, b[3])\n"
+        "for i in range(2):\n"
+        "    assert (a[2][i, n[i]:] == -1).all() and (a[1][i, n[i]:] == 0).all()\n"
+        "    assert a[2][i, :n[i]].min() >= 1 and a[2][i, :n[i]].max() <= 3\n"
+        "    found = 0\n"
+        "    for box, score, label in zip(a[0][i, :n[i]], a[1][i, :n[i]], a[2][i, :n[i]]):\n"
+        "        near = (np.abs(b[0][i] - box).max(1) < 0.5) & (np.abs(b[1][i] - score) < 1e-3) & (b[2][i] == label)\n"
+        "        found += bool(near.any())\n"
+        "    assert found >= n[i] - 1, (found, n[i])\n"
+        "print('ok', n.tolist(), a[0].shape)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("ok")
+
+
+TRAINED_SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """YOLOX-tiny (mmdet) trained briefly from scratch on a larger version of the conftest COCO set, at 96 px."""
+    from bench.mm_detection import train_detector
+
+    root = _data_module().make_coco(tmp_path_factory.mktemp("mmx") / "coco",
+                                    counts=(("train", 64), ("val", 8), ("test", 32)))
+    torch.manual_seed(0)
+    wrapper, _ = train_detector(YOLOX_MMDET, root, tmp_path_factory.mktemp("mmx-train"), insize=TRAINED_SIZE,
+                                iters=160, batch_size=4, lr=0.02)
+    return wrapper, root
+
+
+ORT_GAP = ("measured 2026-11-30: ONNX Runtime QDQ U8S8 per-channel INT8 of YOLOX-tiny (SiLU everywhere) drops "
+           "mAP 10.25 -> 3.56 (OpenVINO NNCF: 11.67); open: which tensors need FP or another calibration")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", [pytest.param("onnxruntime", marks=pytest.mark.xfail(strict=True, reason=ORT_GAP)),
+                                     "openvino"])
+def test_int8_loses_at_most_one_map_point_against_fp32(tmp_path, trained, runtime):
+    import onnx
+    import onnxruntime as ort
+    import openvino as ov
+
+    from visioncompress.config import OnnxPTQConfig, OpenVinoPTQConfig
+    from visioncompress.detection.mm.export import (
+        CocoImages, coco_map_exported, default_settings, export_mm, quantize_mm_onnx, quantize_mm_openvino,
+    )
+
+    wrapper, root = trained
+    settings = default_settings(wrapper)
+    images = CocoImages(root, "test", TRAINED_SIZE)
+    fp32 = ort.InferenceSession(str(export_mm(wrapper, tmp_path / "fp32.onnx", settings)))
+    fp32_map = coco_map_exported(lambda b: fp32.run(None, {"input": b}), images)
+    assert fp32_map > 5, fp32_map  # the model learned something (measured 10.25), so the bound below can fail
+
+    if runtime == "onnxruntime":
+        config = OnnxPTQConfig(batch_size=8, activation_type="QuantType.QUInt8", per_channel=True,
+                               quant_format="QDQ", weight_type="QuantType.QInt8")
+        info = quantize_mm_onnx(wrapper, root, tmp_path / "int8.onnx", config, settings)
+        graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+        producer = {out: n.op_type for n in graph.node for out in n.output}
+        assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 20 and info["fp_nodes"]
+        post = [n for n in graph.node if n.op_type in ("NonMaxSuppression", "TopK", "Exp", "Sigmoid")
+                and n.name.startswith("/post/")]
+        assert post and not any(producer.get(i) == "DequantizeLinear" for n in post for i in n.input)
+        int8 = ort.InferenceSession(str(tmp_path / "int8.onnx"))
+        int8_map = coco_map_exported(lambda b: int8.run(None, {"input": b}), images)
+    else:
+        quantize_mm_openvino(wrapper, root, tmp_path / "int8.xml",
+                             OpenVinoPTQConfig(transformer=False, subset_size=48), settings)
+        compiled = ov.Core().compile_model(str(tmp_path / "int8.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        int8_map = coco_map_exported(lambda b: [v for v in compiled(b).values()], images)
+    print(f"{runtime}: mAP fp32 {fp32_map:.2f}, int8 {int8_map:.2f}")
+    assert int8_map >= fp32_map - 1.0, (runtime, fp32_map, int8_map)
