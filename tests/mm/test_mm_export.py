@@ -27,14 +27,14 @@ RTMDET = "mmyolo::rtmdet/rtmdet_tiny_syncbn_fast_8xb32-300e_coco.py"
 SIZE = 128
 
 
-def _wrapper(config: str, seed: int = 0, spread: bool = False):
+def _wrapper(config: str, seed: int = 0, spread: bool = False, classes=("tshirt", "trouser", "bag"), size=SIZE):
     """An untrained detector of config at 128 px; with ``spread`` its batch-norm layers take the statistics of
     noise images, so that scores differ from point to point (untrained, they are all nearly equal)."""
     from visioncompress.detection.mm.configs import load_model_config
     from visioncompress.detection.mm.model import MMDetector
     from visioncompress.detection.mm.runner import build_model
 
-    cfg = load_model_config(config, "config", 3)
+    cfg = load_model_config(config, "config", len(classes))
     torch.manual_seed(seed)
     model = build_model(cfg.model).eval()
     if spread:  # batch-norm statistics of noise images: unit-variance features, scores that differ
@@ -48,10 +48,10 @@ def _wrapper(config: str, seed: int = 0, spread: bool = False):
                 model(torch.rand(4, 3, SIZE, SIZE) * 255, mode="tensor")
         model.eval()
         for module in model.bbox_head.modules():  # the class and objectness outputs: logits around -1
-            if isinstance(module, torch.nn.Conv2d) and module.out_channels in (1, 3, 27):
+            if isinstance(module, torch.nn.Conv2d) and module.out_channels in (1, len(classes), 9 * len(classes)):
                 torch.nn.init.normal_(module.weight, std=0.1)
                 torch.nn.init.constant_(module.bias, -1.0)
-    return MMDetector(model, ("tshirt", "trouser", "bag"), SIZE, cfg.family, cfg.model)
+    return MMDetector(model, classes, size, cfg.family, cfg.model)
 
 
 def _data_module():
@@ -218,3 +218,32 @@ def test_int8_loses_at_most_one_map_point_against_fp32(tmp_path, trained, runtim
         int8_map = coco_map_exported(lambda b: [v for v in compiled(b).values()], images)
     print(f"{runtime}: mAP fp32 {fp32_map:.2f}, int8 {int8_map:.2f}")
     assert int8_map >= fp32_map - 1.0, (runtime, fp32_map, int8_map)
+
+
+def test_detect_ptq_stages_take_an_mm_artifact(tmp_path, detection_dataset_dir):
+    """PLATFORM mmdet / mmyolo through detect_ptq_onnx / detect_ptq_openvino: the stages see an mm-module
+    artifact, quantize its end-to-end graph and write the same artifact as for a torchvision detector."""
+    from visioncompress.artifacts import read_model_metadata
+    from visioncompress.config import OnnxPTQConfig, OpenVinoPTQConfig
+    from visioncompress.detection.data import load_detection_dataset
+    from visioncompress.detection.mm.stage import _base_metadata, write_mm_artifact
+    from visioncompress.detection.onnx_ptq import quantize_detector_onnx
+    from visioncompress.detection.openvino_ptq import quantize_detector_openvino
+    from visioncompress.detection.runners import detection_runner
+
+    data = load_detection_dataset(detection_dataset_dir)
+    wrapper = _wrapper(YOLOX_MMDET, spread=True, classes=data.manifest.classes, size=data.manifest.input_size)
+    model_dir = tmp_path / "fp32"
+    write_mm_artifact(wrapper, _base_metadata(data, "yolox_tiny_8xb8-300e_coco", "finetune",
+                                              {"PLATFORM": "mmdet"}, {}, {}), model_dir)
+    images = next(iter(data.batches("test", 2)))[0].numpy()
+    for stage, config in [(quantize_detector_onnx, OnnxPTQConfig(batch_size=8)),
+                          (quantize_detector_openvino, OpenVinoPTQConfig(subset_size=16))]:
+        out = tmp_path / stage.__name__
+        metadata = stage(model_dir, detection_dataset_dir, out, config)
+        assert read_model_metadata(out).format == metadata.format in ("onnx", "openvino-ir")
+        assert metadata.precision == "int8" and metadata.parent["format"] == "mm-module"
+        assert metadata.params["detection_export"]["fp_node_count"] > 0
+        predictions = detection_runner(out)[1].predict(images)  # the benchmark's runner for the artifact
+        assert len(predictions) == 2 and all(len(p["boxes"]) > 0 for p in predictions)
+        assert all(1 <= int(label) <= len(wrapper.classes) for p in predictions for label in p["labels"])

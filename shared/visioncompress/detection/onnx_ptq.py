@@ -11,12 +11,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from visioncompress.artifacts import ModelMetadata, staged_output, write_model_metadata
+from visioncompress.artifacts import ModelMetadata, read_model_metadata, staged_output, write_model_metadata
 from visioncompress.config import OnnxPTQConfig, to_spec
 from visioncompress.detection.artifacts import (
     calibration_images, export_info, exported_metadata, load_detection_inputs,
 )
 from visioncompress.detection.export import export_end_to_end, fp_node_names, require_exportable, resolve_settings
+from visioncompress.detection.mm.stage import MM_FORMAT
 from visioncompress.log import get_logger
 from visioncompress.quantize.onnx import _precision, _quantize_static
 
@@ -27,6 +28,10 @@ def quantize_detector_onnx(model_dir: str | os.PathLike, dataset_dir: str | os.P
                            output_dir: str | os.PathLike, config: OnnxPTQConfig, post=None) -> ModelMetadata:
     import onnx
 
+    if read_model_metadata(model_dir).format == MM_FORMAT:  # PLATFORM mmdet / mmyolo
+        from visioncompress.detection.mm.stage import quantize_mm_stage
+
+        return quantize_mm_stage(model_dir, dataset_dir, output_dir, config, post, runtime="onnx")
     detector, parent, data = load_detection_inputs(model_dir, dataset_dir)
     require_exportable(detector, "ONNX PTQ")
     settings = resolve_settings(detector, post)

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from visioncompress.artifacts import ModelMetadata, staged_output, write_model_metadata
+from visioncompress.artifacts import ModelMetadata, read_model_metadata, staged_output, write_model_metadata
 from visioncompress.config import OpenVinoPTQConfig, to_spec
 from visioncompress.detection.artifacts import (
     calibration_images, export_info, exported_metadata, load_detection_inputs,
 )
 from visioncompress.detection.export import export_end_to_end, require_exportable, resolve_settings
 from visioncompress.detection.metrics import coco_map
+from visioncompress.detection.mm.stage import MM_FORMAT
 from visioncompress.log import get_logger
 
 log = get_logger("detection.openvino")
@@ -115,11 +116,26 @@ def accuracy_control_report(messages: list[str], metrics: dict, max_drop: float)
                                                           "Maximum number"))]}
 
 
+def nncf_options(config: OpenVinoPTQConfig, ignored: list[str], subset_size: int) -> dict:
+    """``nncf.quantize`` / ``quantize_with_accuracy_control`` keywords of an end-to-end detector: PRESET,
+    TRANSFORMER, the calibration size, the post-processing ops ``ignored``."""
+    import nncf
+
+    return dict(subset_size=subset_size, ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
+                preset=nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance"
+                else nncf.QuantizationPreset.MIXED,
+                model_type=nncf.ModelType.TRANSFORMER if config.transformer else None)
+
+
 def quantize_detector_openvino(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
                                output_dir: str | os.PathLike, config: OpenVinoPTQConfig, post=None) -> ModelMetadata:
     import nncf
     import openvino as ov
 
+    if read_model_metadata(model_dir).format == MM_FORMAT:  # PLATFORM mmdet / mmyolo
+        from visioncompress.detection.mm.stage import quantize_mm_stage
+
+        return quantize_mm_stage(model_dir, dataset_dir, output_dir, config, post, runtime="openvino")
     detector, parent, data = load_detection_inputs(model_dir, dataset_dir)
     require_exportable(detector, "OpenVINO PTQ")
     settings = resolve_settings(detector, post)
@@ -128,10 +144,7 @@ def quantize_detector_openvino(model_dir: str | os.PathLike, dataset_dir: str | 
         ov_model = ov.convert_model(str(export_end_to_end(detector, parent.input_size, settings,
                                                           Path(tmp) / "fp32.onnx")))
     ignored = post_processing_ops(ov_model)
-    common = dict(subset_size=len(calibration), ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-                  preset=nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance"
-                  else nncf.QuantizationPreset.MIXED,
-                  model_type=nncf.ModelType.TRANSFORMER if config.transformer else None)
+    common = nncf_options(config, ignored, len(calibration))
     metrics = {}
     if config.max_accuracy_drop > 0:
         items, validation_fn = map_validation(data)

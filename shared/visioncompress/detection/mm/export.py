@@ -402,7 +402,7 @@ def quantize_mm_openvino(wrapper, data_root, path: str | os.PathLike, config,
     import nncf
     import openvino as ov
 
-    from visioncompress.detection.openvino_ptq import post_processing_ops
+    from visioncompress.detection.openvino_ptq import nncf_options, post_processing_ops
 
     if config.max_accuracy_drop > 0:
         raise ConfigError("MAX_ACCURACY_DROP", config.max_accuracy_drop,
@@ -413,12 +413,7 @@ def quantize_mm_openvino(wrapper, data_root, path: str | os.PathLike, config,
     with tempfile.TemporaryDirectory() as tmp:
         ov_model = ov.convert_model(str(export_mm(wrapper, Path(tmp) / "fp32.onnx", settings)))
     ignored = post_processing_ops(ov_model)
-    quantized = nncf.quantize(
-        ov_model, nncf.Dataset(calibration), subset_size=len(calibration),
-        ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-        preset=nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance"
-        else nncf.QuantizationPreset.MIXED,
-        model_type=nncf.ModelType.TRANSFORMER if config.transformer else None)
+    quantized = nncf.quantize(ov_model, nncf.Dataset(calibration), **nncf_options(config, ignored, len(calibration)))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(quantized, str(path), compress_to_fp16=False)

@@ -34,7 +34,7 @@ MM_FORMAT = "mm-module"
 
 # ---- data -----------------------------------------------------------------------------------------------
 
-def coco_folder(dataset_dir, root) -> tuple[Path, object]:
+def coco_folder(dataset_dir, root, splits=("train", "val", "test")) -> tuple[Path, object]:
     """The dataset artifact as ``root/images/*.png`` + ``root/annotations/instances_<split>.json`` at insize."""
     import numpy as np
     from PIL import Image
@@ -47,7 +47,7 @@ def coco_folder(dataset_dir, root) -> tuple[Path, object]:
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "annotations").mkdir(exist_ok=True)
-    for split in ("train", "val", "test"):
+    for split in splits:
         if not manifest.splits.get(split):
             continue
         boxes, labels, names = [], [], []
@@ -333,5 +333,44 @@ def prune_mm_stage(model_dir, dataset_dir, output_dir, config, train_config: Tra
     return metadata
 
 
+def quantize_mm_stage(model_dir, dataset_dir, output_dir, config, post=None, *, runtime: str) -> ModelMetadata:
+    """``detect_ptq_onnx`` / ``detect_ptq_openvino`` on an mm-module artifact (``runtime`` "onnx" or
+    "openvino"): the end-to-end graph (``export.export_mm``) quantized by ``export.quantize_mm_onnx`` /
+    ``quantize_mm_openvino``, calibrated on the dataset artifact's calibration split; an artifact like the
+    torchvision detectors' (``params.detection_export``)."""
+    from visioncompress.config import to_spec
+    from visioncompress.detection.artifacts import export_info, exported_metadata
+    from visioncompress.quantize.onnx import _precision
+
+    from .export import quantize_mm_onnx, quantize_mm_openvino, resolve_settings
+    from .model import load_model
+
+    mm_checkpoint(model_dir)  # an mm-module artifact, checksums verified
+    parent = read_model_metadata(model_dir)
+    wrapper = load_model(Path(model_dir) / parent.file_name)
+    settings = resolve_settings(wrapper, post)
+    with tempfile.TemporaryDirectory(prefix="vc-mm-") as tmp:
+        root, data = coco_folder(dataset_dir, Path(tmp) / "coco", splits=("calibration",))
+        if parent.num_classes != data.manifest.num_classes or parent.input_size != data.manifest.input_size:
+            raise ArtifactError(f"model {model_dir} ({parent.num_classes} classes, {parent.input_size}px) does not "
+                                f"match dataset {dataset_dir} ({data.manifest.num_classes} classes, "
+                                f"{data.manifest.input_size}px)")
+        onnx = runtime == "onnx"
+        metadata = parent.derive(format="onnx" if onnx else "openvino-ir")  # the file name of that format
+        with staged_output(output_dir) as scratch:
+            target = Path(scratch) / metadata.file_name
+            if onnx:
+                info = quantize_mm_onnx(wrapper, root, target, config, settings, split="calibration")
+            else:
+                info = quantize_mm_openvino(wrapper, root, target, config, settings, split="calibration")
+            metadata = exported_metadata(parent, model_dir, stage=f"quantize_{runtime}",
+                                         precision=_precision(config) if onnx else "int8", fmt=metadata.format,
+                                         params=to_spec(config),
+                                         info=export_info(settings, info["fp_nodes"], quantized_by=info["quantized_by"]))
+            write_model_metadata(scratch, metadata)
+    log.info("INT8 end-to-end %s detector (%s) written to %s", runtime, parent.architecture, output_dir)
+    return metadata
+
+
 __all__ = ["MM_FORMAT", "coco_folder", "distill_mm_stage", "finetune_mm", "initial_model", "mm_checkpoint",
-           "prune_mm_stage", "write_mm_artifact"]
+           "prune_mm_stage", "quantize_mm_stage", "write_mm_artifact"]
