@@ -363,10 +363,10 @@ def quantize_mm_stage(model_dir, dataset_dir, output_dir, config, post=None, *, 
                 info = quantize_mm_onnx(wrapper, root, target, config, settings, split="calibration")
             else:
                 info = quantize_mm_openvino(wrapper, root, target, config, settings, split="calibration")
+            info = export_info(settings, info["fp_nodes"], quantized_by=info["quantized_by"])
             metadata = exported_metadata(parent, model_dir, stage=f"quantize_{runtime}",
                                          precision=_precision(config) if onnx else "int8", fmt=metadata.format,
-                                         params=to_spec(config),
-                                         info=export_info(settings, info["fp_nodes"], quantized_by=info["quantized_by"]))
+                                         params=to_spec(config), info=info)
             write_model_metadata(scratch, metadata)
     log.info("INT8 end-to-end %s detector (%s) written to %s", runtime, parent.architecture, output_dir)
     return metadata
