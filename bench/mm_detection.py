@@ -10,7 +10,7 @@ from scratch (no downloads) with the mm Runner, then exported and quantized:
 
 * fp32 / onnxruntime and fp32 / openvino: the exported FP32 graph;
 * int8-u8s8 / onnxruntime: ``quantize_mm_onnx`` (QDQ, U8 activations, S8 per-channel weights: the fast form on
-  x86 CPUs), post-processing in FP32;
+  x86 CPUs), post-processing and the detection head in FP32 (see ``quantize_mm_onnx``);
 * int8 / openvino: ``quantize_mm_openvino`` (NNCF PTQ), post-processing in FP32.
 
 Each at batch 1 and 8: p50 / p90 latency of the whole graph, images/s, mAP (pycocotools on the test split,
