@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 
 import pytest
 
 from test_pipelines import _compiled, _tasks
+from test_publish import store  # noqa: F401  (a fresh bucket on the moto server)
 from test_storage import s3_server, use_moto  # noqa: F401  (the moto server fixture)
 from visioncompress.artifacts import read_model_metadata, write_model_metadata
 from visioncompress.config import (
@@ -81,18 +81,6 @@ def test_ladder_and_recovery_parameters_are_checked(make, parameter):
     with pytest.raises(ConfigError) as caught:
         make()
     assert caught.value.parameter == parameter
-
-
-@pytest.fixture(scope="module")
-def store(s3_server):  # noqa: F811
-    from minio import Minio
-
-    client = Minio(s3_server, access_key="testing", secret_key="testing", secure=False, region="us-east-1")
-    name = f"vc-{uuid.uuid4().hex[:12]}"
-    client.make_bucket(name)
-    with pytest.MonkeyPatch.context() as mp:
-        use_moto(mp, s3_server)
-        yield {"client": client, "bucket": name}
 
 
 def _ladder_artifact(fp32_model_dir, folder, *, within: bool, top1: float):
