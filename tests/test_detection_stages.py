@@ -85,7 +85,6 @@ def test_openvino_qat_writes_an_int8_ir_that_keeps_map(detection_model_dir, dete
     assert qat_map >= fp32_map - QAT_MAX_DROP
 
 
-@pytest.mark.slow  # trains two students on the full fixture split: `make test-slow`
 def test_pkd_student_matches_the_same_student_trained_alone(detection_model_dir, detection_dataset_dir,
                                                             detection_train_config, fp32_map, tmp_path):
     """The teacher is the fixture; the student is the same architecture with the same seed, data order, epochs
