@@ -38,13 +38,14 @@ def train_detector(config: str, data_root, work_dir, *, insize: int, iters: int,
     ``detection.mm.runner``), as an ``MMDetector``."""
     from visioncompress.detection.mm.configs import coco_info, load_model_config
     from visioncompress.detection.mm.model import MMDetector
-    from visioncompress.detection.mm.runner import build_model, make_runner, total_iters, train
+    from visioncompress.detection.mm.runner import TrainSettings, build_model, make_runner, total_iters, train
 
     info = coco_info(data_root)
     cfg = load_model_config(config, "config", len(info.classes))
     model = build_model(cfg.model)
     _, per_epoch = total_iters(info, batch_size, 1, None)
-    runner = make_runner(model, info, cfg.family, Path(work_dir) / "mm", lr=lr if lr is not None else cfg.lr,
+    settings = TrainSettings(lr=lr if lr is not None else cfg.lr)
+    runner = make_runner(model, info, cfg.family, Path(work_dir) / "mm", settings=settings,
                          batch_size=batch_size, insize=insize, iters=iters, per_epoch=per_epoch)
     seconds = train(runner)
     model.eval()
