@@ -31,6 +31,10 @@ EXPECTED = {
     "detection_mmrazordistill_mmdet": "detect_distill",
     "detection_mmrazordistill_mmyolo": "detect_distill",
     "detection_mmrazorprune_mmdet": "detect_prune",
+    "detection_mmrazorprune_mmyolo": "detect_prune",
+    "detection_tensorrt_mmyolo": "detect_ptq_tensorrt",
+    "detection_onnxquant_mmdet": "detect_ptq_onnx",
+    "detection_nncf_ptq_mmyolo": "detect_ptq_openvino",
 }
 
 
