@@ -159,6 +159,60 @@ def test_exported_graph_runs_without_torch_in_onnxruntime_and_openvino(tmp_path)
     assert done.stdout.startswith("ok")
 
 
+def test_tensorrt_qdq_graph_is_symmetric_with_post_processing_in_fp(tmp_path, coco_root):
+    """TensorRT PTQ's CPU half on an mm detector: symmetric INT8 Q/DQ (every zero point 0, per-channel weights)
+    on the weighted layers' inputs, never on their outputs (TensorRT's placement); ``/post/`` (decoding, top-k,
+    NMS) not fed by a DequantizeLinear; the head's convs in FP32 (quantized, a trained YOLOX-tiny fell from 10.25
+    to 0.17 mAP; see ``quantize_mm_qdq``); the graph runs in ONNX Runtime with the padding convention. Entropy:
+    a histogram calibrator, which stopped on the post-processing's inf values while every tensor was calibrated."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from visioncompress.config.tensorrt import TensorRTConfig
+    from visioncompress.detection.mm.export import head_node_names, quantize_mm_qdq
+
+    wrapper = _wrapper(YOLOX_MMYOLO, spread=True, size=64)
+    info = quantize_mm_qdq(wrapper, coco_root, tmp_path / "qdq.onnx",
+                           TensorRTConfig(calibration_batch_size=8, calibration_method="Entropy"))
+    assert info["calibration_images"] == 16  # conftest's train split
+    model = onnx.load(str(tmp_path / "qdq.onnx"))
+    graph = model.graph
+    assert {o.domain for o in model.opset_import} == {""}  # only the standard domain: TensorRT's parser's form
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    quantizers = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert sum(n.op_type == "QuantizeLinear" for n in quantizers) > 20
+    zero_points = [inits[n.input[2]] for n in quantizers if len(n.input) > 2 and n.input[2] in inits]
+    assert len(zero_points) == len(quantizers)
+    assert all(z.dtype == np.int8 and not z.any() for z in zero_points)  # symmetric INT8, no uint8 anywhere
+    weight_scales = [inits[n.input[1]] for n in quantizers if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                     and inits[n.input[0]].ndim == 4]
+    assert weight_scales and all(s.ndim == 1 and s.size > 1 for s in weight_scales)  # per-channel conv weights
+    producer = {out: n.op_type for n in graph.node for out in n.output}
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, set()).add(node.op_type)
+    dequantized = [o for n in quantizers if n.op_type == "DequantizeLinear" for o in n.output]
+    assert dequantized and all("Conv" in consumers.get(o, ()) for o in dequantized)  # only a Conv's input tensors
+    assert not any(producer.get(n.input[0]) == "Conv" for n in quantizers if n.op_type == "QuantizeLinear")
+    post = [n for n in graph.node if n.name.startswith("/post/")]
+    assert {"NonMaxSuppression", "TopK"} <= {n.op_type for n in post}
+    assert not any(producer.get(i) == "DequantizeLinear" for n in post for i in n.input)
+    assert set(info["fp_nodes"]) >= {n.name for n in post}
+    head = set(head_node_names(tmp_path / "qdq.onnx", wrapper))
+    head_convs = [n for n in graph.node if n.op_type == "Conv" and n.name in head]
+    assert head_convs and info["fp_head_nodes"] == len(head)
+    assert not any(producer.get(i) == "DequantizeLinear" for n in head_convs for i in n.input)
+    assert any(producer.get(n.input[1]) == "DequantizeLinear" for n in graph.node if n.op_type == "Conv")
+    session = ort.InferenceSession(str(tmp_path / "qdq.onnx"), providers=["CPUExecutionProvider"])
+    batch = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
+    boxes, scores, labels, num = session.run(None, {"input": batch})
+    assert boxes.shape[:2] == scores.shape == labels.shape and num.shape == (2,) and (num > 0).all()
+    for i in range(2):
+        assert (labels[i, num[i]:] == -1).all() and 1 <= labels[i, :num[i]].min() <= labels[i, :num[i]].max() <= 3
+
+
 TRAINED_SIZE = 96
 
 
@@ -176,15 +230,18 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tensorrt-qdq"])
 def test_int8_loses_at_most_one_map_point_against_fp32(tmp_path, trained, runtime):
+    """tensorrt-qdq: TensorRT PTQ's symmetric QDQ graph, measured in ONNX Runtime (the CPU half's output; the
+    engine built from it on a GPU node runs the same INT8 arithmetic in TensorRT's kernels)."""
     import onnx
     import onnxruntime as ort
     import openvino as ov
 
-    from visioncompress.config import OnnxPTQConfig, OpenVinoPTQConfig
+    from visioncompress.config import OnnxPTQConfig, OpenVinoPTQConfig, TensorRTConfig
     from visioncompress.detection.mm.export import (
         CocoImages, coco_map_exported, default_settings, export_mm, quantize_mm_onnx, quantize_mm_openvino,
+        quantize_mm_qdq,
     )
 
     wrapper, root = trained
@@ -210,6 +267,10 @@ def test_int8_loses_at_most_one_map_point_against_fp32(tmp_path, trained, runtim
         assert info["fp_head_nodes"] > 0 and len(head_convs) == 3
         assert not any(producer.get(n.input[1]) == "DequantizeLinear" for n in head_convs)
         int8 = ort.InferenceSession(str(tmp_path / "int8.onnx"))
+        int8_map = coco_map_exported(lambda b: int8.run(None, {"input": b}), images)
+    elif runtime == "tensorrt-qdq":
+        quantize_mm_qdq(wrapper, root, tmp_path / "qdq.onnx", TensorRTConfig(calibration_batch_size=8), settings)
+        int8 = ort.InferenceSession(str(tmp_path / "qdq.onnx"))
         int8_map = coco_map_exported(lambda b: int8.run(None, {"input": b}), images)
     else:
         quantize_mm_openvino(wrapper, root, tmp_path / "int8.xml",

@@ -91,3 +91,34 @@ def test_retinanet_group_fisher_pruning_pipeline(tmp_path):
     assert m["pruning_iterations"] <= m["iterations"] == 2 * math.ceil(student_train_images(run) / 2)
     sizes = {r["variant"]: r["size_mb"] for r in rows if r["batch_size"] == 1}
     assert sizes["pruned"] < sizes["fp32"]
+
+
+def test_yolox_tensorrt_ptq_pipeline_writes_the_qdq_model_the_engine_build_takes(tmp_path):
+    """detect_ptq_tensorrt with PLATFORM mmyolo: the CPU half (an mm-module in, the end-to-end symmetric QDQ ONNX
+    out, with the metadata ``quantize.tensorrt.build_engine`` checks) and, without TensorRT or CUDA here, the
+    GPU half skipped with a notice as for the torchvision detectors."""
+    from visioncompress.quantize.tensorrt import QDQ_STAGE, read_skip_notice, tensorrt_unavailable_reason
+
+    report = run_local("detect_ptq_tensorrt", {
+        **TINY, "PLATFORM": "mmyolo", "MODEL": "yolox_tiny_fast_8xb8-300e_coco", "TRAINING": False,
+        "CALIBRATION_METHOD": "Entropy"}, tmp_path)
+    rows = _rows(report)
+    _finite_maps(rows, ("fp32",))
+    qdq_row = next(r for r in rows if r["variant"] == "int8-qdq")
+    assert (qdq_row["format"], qdq_row["backend"], qdq_row["precision"]) == ("onnx", "onnxruntime", "int8")
+    assert math.isfinite(qdq_row["mAP"]) and qdq_row["test_images"] == TINY["MAX_TEST_SAMPLES"]
+    run = report.parent.parent
+    (qdq_dir,) = run.glob("qdq-onnx*/qdq_model")
+    qdq = read_model_metadata(qdq_dir)
+    # what build_engine checks and reads: format, stage, channels and input size for the optimization profile
+    assert (qdq.format, qdq.stage, qdq.precision, qdq.channels, qdq.input_size) == ("onnx", QDQ_STAGE, "int8", 3, 64)
+    assert qdq.parent["format"] == "mm-module" and qdq.params["CALIBRATION_METHOD"] == "Entropy"
+    assert qdq.params["activation_type"] == "QInt8 (symmetric)"
+    assert qdq.metrics["calibration_images"] == TINY["CALIBRATION_SAMPLES"]
+    info = qdq.params["detection_export"]
+    assert info["outputs"] == ["boxes", "scores", "labels", "num_detections"] and info["fp_node_count"] > 0
+    (engine_dir,) = run.glob("build-tensorrt-engine*/engine")
+    reason = tensorrt_unavailable_reason()
+    if reason is not None:  # the GPU half skipped cleanly: a notice in place of the engine, no GPU rows
+        assert read_skip_notice(engine_dir) == reason
+        assert {r["variant"] for r in rows} == {"fp32", "int8-qdq"}

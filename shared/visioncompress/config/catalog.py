@@ -107,8 +107,8 @@ PARAMS: dict[str, Param] = _table(
     Param('PLATFORM', str, 'torchvision',
           "where MODEL comes from: torchvision or timm (classification: any timm.list_models() name, e.g. "
           "deit_small_patch16_224, resnet50, convnext_tiny); detection: torchvision, or mmdet / mmyolo "
-          "(OpenMMLab detectors, in detect_distill and detect_prune; trained by their own Runner with these "
-          "training settings)"),
+          "(OpenMMLab detectors, in detect_distill, detect_prune and the detection PTQ pipelines; trained by their "
+          "own Runner with these training settings)"),
     Param('TEACHER_PLATFORM', str, '',
           "where TEACHER_MODEL comes from: torchvision or timm (student and teacher may differ), mmdet or mmyolo "
           "for an OpenMMLab student; empty = PLATFORM"),

@@ -4,6 +4,8 @@ The Q/DQ pairs go only into the detector's core (``nodes_to_exclude`` = the post
 TensorRT runs backbone, FPN and head in INT8 and decoding, top-k and NMS in floating point. TensorRT's ONNX
 parser turns ``NonMaxSuppression`` into its ``INMSLayer``; the engine itself is built by the generic
 ``quantize.tensorrt.build_engine`` on a GPU node, and benchmarked by ``ExportedDetectorRunner`` there.
+OpenMMLab detectors (an mm-module artifact) take ``detection.mm.export.quantize_mm_qdq``: the same artifact,
+Q/DQ only on the weighted layers' inputs and the detection head in floating point (measured there).
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import os
 import tempfile
 from pathlib import Path
 
-from visioncompress.artifacts import ModelMetadata, staged_output, write_model_metadata
+from visioncompress.artifacts import ModelMetadata, read_model_metadata, staged_output, write_model_metadata
 from visioncompress.config.tensorrt import TensorRTConfig
 from visioncompress.detection.artifacts import (
     calibration_images, export_info, exported_metadata, load_detection_inputs,
 )
 from visioncompress.detection.export import export_end_to_end, fp_node_names, require_exportable, resolve_settings
+from visioncompress.detection.mm.stage import MM_FORMAT
 from visioncompress.log import get_logger
 from visioncompress.quantize.onnx import _CalibrationReader
-from visioncompress.quantize.tensorrt import QDQ_STAGE, _drop_unused_opsets, _quantize_qdq
+from visioncompress.quantize.tensorrt import QDQ_STAGE, _drop_unused_opsets, _quantize_qdq, qdq_params
 
 log = get_logger("detection.tensorrt")
 
@@ -29,6 +32,10 @@ def make_detector_qdq_onnx(model_dir: str | os.PathLike, dataset_dir: str | os.P
                            output_dir: str | os.PathLike, config: TensorRTConfig, post=None) -> ModelMetadata:
     import onnx
 
+    if read_model_metadata(model_dir).format == MM_FORMAT:  # PLATFORM mmdet / mmyolo
+        from visioncompress.detection.mm.stage import quantize_mm_stage
+
+        return quantize_mm_stage(model_dir, dataset_dir, output_dir, config, post, runtime="tensorrt")
     detector, parent, data = load_detection_inputs(model_dir, dataset_dir)
     require_exportable(detector, "TensorRT PTQ")
     settings = resolve_settings(detector, post)
@@ -42,10 +49,8 @@ def make_detector_qdq_onnx(model_dir: str | os.PathLike, dataset_dir: str | os.P
         fp_nodes = _quantize_qdq(fp32, target, _CalibrationReader(calibration), config, exclude=fp_node_names)
         _drop_unused_opsets(target)
         onnx.checker.check_model(str(target))
-        params = {"CALIBRATION_BATCH_SIZE": config.calibration_batch_size,
-                  "CALIBRATION_METHOD": config.calibration_method, "quant_format": "QDQ",
-                  "activation_type": "QInt8 (symmetric)", "weight_type": "QInt8 (symmetric, per-channel)"}
-        metadata = exported_metadata(parent, model_dir, stage=QDQ_STAGE, precision="int8", fmt="onnx", params=params,
+        metadata = exported_metadata(parent, model_dir, stage=QDQ_STAGE, precision="int8", fmt="onnx",
+                                     params=qdq_params(config),
                                      info=export_info(settings, fp_nodes, quantized_by="onnxruntime quantize_static "
                                                       "(symmetric QDQ for TensorRT)"))
         metadata.metrics = {"calibration_images": images}

@@ -107,8 +107,11 @@ class CalibrationReader:
         self._batches = self._dataset.batches(self.split, self._batch_size)
 
 
-def _quantize_qdq(fp32_path: Path, qdq_path: Path, reader, config: TensorRTConfig, *, exclude=None) -> list[str]:
-    """``exclude(prepared_path) -> node names`` left in floating point (a detector's post-processing)."""
+def _quantize_qdq(fp32_path: Path, qdq_path: Path, reader, config: TensorRTConfig, *, exclude=None,
+                  op_types=None) -> list[str]:
+    """``exclude(prepared_path) -> node names`` left in floating point (a detector's post-processing);
+    ``op_types`` (e.g. ``WEIGHTED_OPS``): Q/DQ only on these operators' inputs, not their outputs, and only their
+    tensors calibrated; None: every operator onnxruntime quantizes, inputs and outputs."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -119,6 +122,7 @@ def _quantize_qdq(fp32_path: Path, qdq_path: Path, reader, config: TensorRTConfi
         str(prepared), str(qdq_path), reader,
         quant_format=QuantFormat.QDQ,
         nodes_to_exclude=excluded,
+        op_types_to_quantize=list(op_types) if op_types else None,
         per_channel=True,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
@@ -128,9 +132,23 @@ def _quantize_qdq(fp32_path: Path, qdq_path: Path, reader, config: TensorRTConfi
             "WeightSymmetric": True,
             # TensorRT folds float biases into its INT8 kernels; an int32 bias DequantizeLinear is not its form.
             "QuantizeBias": False,
+            **({"OpTypesToExcludeOutputQuantization": list(op_types)} if op_types else {}),
         },
     )
     return excluded
+
+
+# TensorRT's recommended Q/DQ placement: on the inputs of the weighted layers only, not their outputs (TensorRT then
+# fuses a conv with the activation after it and writes INT8 where the next layer's input quantizer asks for it).
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def qdq_params(config: TensorRTConfig) -> dict:
+    """What a QDQ artifact records of how it was made: only calibration parameters shape it (the engine
+    parameters belong to the build step)."""
+    return {"CALIBRATION_BATCH_SIZE": config.calibration_batch_size,
+            "CALIBRATION_METHOD": config.calibration_method, "quant_format": "QDQ",
+            "activation_type": "QInt8 (symmetric)", "weight_type": "QInt8 (symmetric, per-channel)"}
 
 
 def _drop_unused_opsets(path: Path) -> None:
@@ -158,10 +176,7 @@ def make_qdq_onnx(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, 
              "%d calibration images in batches of %d", config.calibration_method,
              dataset.manifest.splits.get("calibration", 0), config.calibration_batch_size)
     metadata = derived_metadata(parent, model_dir, stage=QDQ_STAGE, precision="int8", config=config, fmt="onnx")
-    # Only calibration parameters shape this artifact; the engine parameters belong to the build step.
-    metadata.params = {"CALIBRATION_BATCH_SIZE": config.calibration_batch_size,
-                       "CALIBRATION_METHOD": config.calibration_method, "quant_format": "QDQ",
-                       "activation_type": "QInt8 (symmetric)", "weight_type": "QInt8 (symmetric, per-channel)"}
+    metadata.params = qdq_params(config)
     with tempfile.TemporaryDirectory() as tmp, staged_output(output_dir) as scratch:
         fp32 = export_onnx(model, example, Path(tmp) / "fp32.onnx")
         target = scratch / metadata.file_name

@@ -334,17 +334,20 @@ def prune_mm_stage(model_dir, dataset_dir, output_dir, config, train_config: Tra
 
 
 def quantize_mm_stage(model_dir, dataset_dir, output_dir, config, post=None, *, runtime: str) -> ModelMetadata:
-    """``detect_ptq_onnx`` / ``detect_ptq_openvino`` on an mm-module artifact (``runtime`` "onnx" or
-    "openvino"): the end-to-end graph (``export.export_mm``) quantized by ``export.quantize_mm_onnx`` /
-    ``quantize_mm_openvino``, calibrated on the dataset artifact's calibration split; an artifact like the
-    torchvision detectors' (``params.detection_export``)."""
+    """``detect_ptq_onnx`` / ``detect_ptq_openvino`` / ``detect_ptq_tensorrt``'s CPU half on an mm-module artifact
+    (``runtime`` "onnx", "openvino" or "tensorrt"): the end-to-end graph (``export.export_mm``) quantized by
+    ``export.quantize_mm_onnx`` / ``quantize_mm_openvino`` / ``quantize_mm_qdq``, calibrated on the dataset
+    artifact's calibration split; an artifact like the torchvision detectors' (``params.detection_export``; for
+    TensorRT the QDQ model ``quantize.tensorrt.build_engine`` takes, stage ``qdq_onnx``)."""
     from visioncompress.config import to_spec
     from visioncompress.detection.artifacts import export_info, exported_metadata
     from visioncompress.quantize.onnx import _precision
+    from visioncompress.quantize.tensorrt import QDQ_STAGE, qdq_params
 
-    from .export import quantize_mm_onnx, quantize_mm_openvino, resolve_settings
+    from .export import quantize_mm_onnx, quantize_mm_openvino, quantize_mm_qdq, resolve_settings
     from .model import load_model
 
+    quantizers = {"onnx": quantize_mm_onnx, "openvino": quantize_mm_openvino, "tensorrt": quantize_mm_qdq}
     mm_checkpoint(model_dir)  # an mm-module artifact, checksums verified
     parent = read_model_metadata(model_dir)
     wrapper = load_model(Path(model_dir) / parent.file_name)
@@ -355,18 +358,23 @@ def quantize_mm_stage(model_dir, dataset_dir, output_dir, config, post=None, *, 
             raise ArtifactError(f"model {model_dir} ({parent.num_classes} classes, {parent.input_size}px) does not "
                                 f"match dataset {dataset_dir} ({data.manifest.num_classes} classes, "
                                 f"{data.manifest.input_size}px)")
-        onnx = runtime == "onnx"
-        metadata = parent.derive(format="onnx" if onnx else "openvino-ir")  # the file name of that format
+        fmt = "openvino-ir" if runtime == "openvino" else "onnx"
+        metadata = parent.derive(format=fmt)  # the file name of that format
         with staged_output(output_dir) as scratch:
             target = Path(scratch) / metadata.file_name
-            if onnx:
-                info = quantize_mm_onnx(wrapper, root, target, config, settings, split="calibration")
+            done = quantizers[runtime](wrapper, root, target, config, settings, split="calibration")
+            info = export_info(settings, done["fp_nodes"], quantized_by=done["quantized_by"])
+            if runtime == "tensorrt":
+                import onnx
+
+                onnx.checker.check_model(str(target))
+                metadata = exported_metadata(parent, model_dir, stage=QDQ_STAGE, precision="int8", fmt=fmt,
+                                             params=qdq_params(config), info=info)
+                metadata.metrics = {"calibration_images": done["calibration_images"]}
             else:
-                info = quantize_mm_openvino(wrapper, root, target, config, settings, split="calibration")
-            info = export_info(settings, info["fp_nodes"], quantized_by=info["quantized_by"])
-            metadata = exported_metadata(parent, model_dir, stage=f"quantize_{runtime}",
-                                         precision=_precision(config) if onnx else "int8", fmt=metadata.format,
-                                         params=to_spec(config), info=info)
+                metadata = exported_metadata(parent, model_dir, stage=f"quantize_{runtime}",
+                                             precision=_precision(config) if runtime == "onnx" else "int8",
+                                             fmt=fmt, params=to_spec(config), info=info)
             write_model_metadata(scratch, metadata)
     log.info("INT8 end-to-end %s detector (%s) written to %s", runtime, parent.architecture, output_dir)
     return metadata
