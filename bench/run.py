@@ -126,7 +126,7 @@ def main(argv=None) -> None:
                         help="detection-e2e: the FP32 detector whose weights are fine-tuned at 320 px (default: a 96 px "
                              "detector trained for 1 epoch on the detection rows' data)")
     parser.add_argument("--e2e-epochs", type=int, default=None,
-                        help="detection-e2e: fine-tuning epochs at 320 px (default 2: 36 steps of 8 images each; 0 measures "
+                        help="detection-e2e: fine-tuning epochs at 320 px (default 1: 36 steps of 8 images; 0 measures "
                              "the weights as they are)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
