@@ -31,6 +31,7 @@ EXPECTED = {
     "detection_mmrazordistill_mmdet": "detect_distill",
     "detection_mmrazordistill_mmyolo": "detect_distill",
     "detection_mmrazorprune_mmdet": "detect_prune",
+    "detection_nncfqat_mmyolo": "detect_qat_openvino",
 }
 
 
