@@ -32,7 +32,8 @@ def test_openmmlab_detectors_validate_in_distill_and_prune():
     assert validate_pipeline_params("detect_distill", MM_YOLO)["MODEL"] == "yolox_tiny_fast_8xb8-300e_coco"
     params = validate_pipeline_params("detect_prune", {"PLATFORM": "mmdet", "MODEL": "retinanet_r50_fpn_1x_coco"})
     assert params["PLATFORM"] == "mmdet" and params["TARGET_FLOP_RATIO"] == 0.5
-    for name in ("detect_ptq_onnx", "detect_ptq_openvino", "detect_ptq_tensorrt"):  # PTQ hands an mm-module to mm
+    # the PTQ and QAT stages hand an mm-module to detection.mm
+    for name in ("detect_ptq_onnx", "detect_ptq_openvino", "detect_ptq_tensorrt", "detect_qat_openvino"):
         assert validate_pipeline_params(name, {"PLATFORM": "mmyolo", "MODEL": "yolox_tiny_fast_8xb8-300e_coco"})[
             "PLATFORM"] == "mmyolo"
 

@@ -35,6 +35,7 @@ EXPECTED = {
     "detection_tensorrt_mmyolo": "detect_ptq_tensorrt",
     "detection_onnxquant_mmdet": "detect_ptq_onnx",
     "detection_nncf_ptq_mmyolo": "detect_ptq_openvino",
+    "detection_nncfqat_mmyolo": "detect_qat_openvino",
 }
 
 

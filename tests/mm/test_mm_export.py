@@ -308,3 +308,43 @@ def test_detect_ptq_stages_take_an_mm_artifact(tmp_path, detection_dataset_dir):
         predictions = detection_runner(out)[1].predict(images)  # the benchmark's runner for the artifact
         assert len(predictions) == 2 and all(len(p["boxes"]) > 0 for p in predictions)
         assert all(1 <= int(label) <= len(wrapper.classes) for p in predictions for label in p["labels"])
+
+
+@pytest.mark.slow
+def test_openvino_qat_of_the_trained_detector_keeps_fp32_map(tmp_path, trained):
+    """detect_qat_openvino's steps (``stage.quantization_aware_training`` then ``export.save_mm_openvino``) on the
+    trained YOLOX-tiny: NNCF's quantizers calibrated on its training images, one epoch at batch 16 through the mm
+    Runner, the end-to-end IR compiled in f32 (its FakeQuantize ops run as INT8) within one mAP point of FP32."""
+    import copy
+
+    import openvino as ov
+
+    from visioncompress.config import OpenVinoQATConfig, TrainConfig
+    from visioncompress.detection.mm.export import (
+        CocoImages, coco_map_exported, default_settings, export_mm, save_mm_openvino,
+    )
+    from visioncompress.detection.mm.stage import quantization_aware_training
+
+    wrapper, root = trained
+    settings = default_settings(wrapper)
+    images = CocoImages(root, "test", TRAINED_SIZE)
+    fp32 = ov.Core().compile_model(
+        ov.convert_model(str(export_mm(wrapper, tmp_path / "fp32.onnx", settings))), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    fp32_map = coco_map_exported(lambda b: [v for v in fp32(b).values()], images)
+    assert fp32_map > 5, fp32_map
+
+    qat = copy.deepcopy(wrapper)  # the module-scoped fixture stays FP32
+    config = OpenVinoQATConfig(qat_epochs=1, qat_learning_rate=0.002, batch_size=16, transformer=False,
+                               subset_size=16)
+    trained_with = quantization_aware_training(qat, root, tmp_path / "runner", config,
+                                               TrainConfig(optimizer="SGD", workers=0, seed=0), split="train")
+    assert trained_with["iterations"] == 4 and trained_with["lr"] == 0.002  # 64 images at 16, QAT_LEARNING_RATE
+    info = save_mm_openvino(qat, tmp_path / "qat.xml", settings)
+    ops = [op.get_type_name() for op in ov.Core().read_model(str(tmp_path / "qat.xml")).get_ordered_ops()]
+    # an activation quantizer before every convolution (the weights' ones are folded into INT8 constants)
+    assert ops.count("FakeQuantize") == info["fake_quantize_ops"] >= ops.count("Convolution") > 50
+    compiled = ov.Core().compile_model(str(tmp_path / "qat.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    qat_map = coco_map_exported(lambda b: [v for v in compiled(b).values()], images)
+    print(f"openvino QAT: mAP fp32 {fp32_map:.2f}, qat int8 {qat_map:.2f}")
+    assert qat_map >= fp32_map - 1.0, (fp32_map, qat_map)
+

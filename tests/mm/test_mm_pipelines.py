@@ -122,3 +122,38 @@ def test_yolox_tensorrt_ptq_pipeline_writes_the_qdq_model_the_engine_build_takes
     if reason is not None:  # the GPU half skipped cleanly: a notice in place of the engine, no GPU rows
         assert read_skip_notice(engine_dir) == reason
         assert {r["variant"] for r in rows} == {"fp32", "int8-qdq"}
+
+
+def test_yolox_tiny_openvino_qat_pipeline(tmp_path):
+    """detect_qat_openvino with PLATFORM=mmyolo: NNCF's quantizers in the mm model, QAT_EPOCHS through the mm
+    Runner with the user's optimizer, then one OpenVINO IR from image batch to detections that the benchmark
+    measures beside the FP32 mm model."""
+    import openvino as ov
+
+    report = run_local("detect_qat_openvino", {
+        **TINY, "PLATFORM": "mmyolo", "MODEL": "yolox_tiny_fast_8xb8-300e_coco", "TRAINING": False,
+        "QAT_EPOCHS": 1, "QAT_LEARNING_RATE": 0.001, "OPTIMIZER": "AdamW", "SUBSET_SIZE": 2}, tmp_path)
+    rows = _rows(report)
+    _finite_maps(rows, ("fp32",))
+    qat_row = next(r for r in rows if r["variant"] == "qat-int8")
+    assert qat_row["format"] == "openvino-ir" and math.isfinite(qat_row["mAP"])
+    assert qat_row["test_images"] == TINY["MAX_TEST_SAMPLES"]
+    run = report.parent.parent
+    out = next(p for p in run.glob("*/quantized_model") if (p / "model.json").is_file())
+    qat = read_model_metadata(out)
+    assert qat.stage == "qat_openvino" and qat.precision == "int8" and qat.parent["format"] == "mm-module"
+    # the user's settings reached the Runner: QAT_LEARNING_RATE, OPTIMIZER, one epoch at BATCH_SIZE=2
+    m = qat.metrics
+    assert m["lr"] == 0.001 and m["optimizer"] == "AdamW"
+    assert m["iterations"] == math.ceil(student_train_images(run) / 2)
+    info = qat.params["detection_export"]
+    # the post-processing is listed as FP (no quantizer there), nothing of the core is
+    assert any(n.startswith("/post/") for n in info["fp_nodes"])
+    assert not any(n.startswith("/core/") for n in info["fp_nodes"])
+    model = ov.Core().read_model(str(out / qat.file_name))
+    types = [op.get_type_name() for op in model.get_ordered_ops()]
+    # an activation quantizer before every convolution of backbone, neck and head (the weights' quantizers are
+    # folded into INT8 constants)
+    assert types.count("FakeQuantize") == m["fake_quantize_ops"] >= types.count("Convolution") > 50
+    assert any(t.startswith("NonMaxSuppression") or t.startswith("NMS") for t in types)  # NMS inside
+    assert [o.get_any_name() for o in model.outputs] == ["boxes", "scores", "labels", "num_detections"]

@@ -5,6 +5,10 @@ with the detector's own losses on its raw outputs; it is then converted to OpenV
 floating-point post-processing graph (``detection.export``: decoding, top-k, NMS as OpenVINO's NMS op)
 is attached to its outputs, so the IR goes from image batch to detections. Resume works as for
 classification QAT: the quantizer layout is kept beside the checkpoint.
+
+An OpenMMLab detector (PLATFORM mmdet / mmyolo, an ``mm-module`` artifact) goes to
+``detection.mm.stage.qat_mm_stage``: the quantizers go into the mm model's own modules, it trains with the mm
+Runner and its own losses, and its end-to-end export (NMS inside) is the IR.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from visioncompress.artifacts import ModelMetadata, staged_output, write_model_metadata
+from visioncompress.artifacts import ModelMetadata, read_model_metadata, staged_output, write_model_metadata
 from visioncompress.config import TrainConfig
 from visioncompress.config.qat import OpenVinoQATConfig
 from visioncompress.detection.artifacts import (
@@ -27,6 +31,7 @@ from visioncompress.detection.export import OUTPUTS, attach_post_openvino, expor
 from visioncompress.detection.benchmark import measure_map
 from visioncompress.detection.finetune import train_with
 from visioncompress.detection.heads import DetectorCore, decode, dense_losses, feature_shapes, require_one_stage
+from visioncompress.detection.mm.stage import MM_FORMAT
 from visioncompress.log import get_logger
 from visioncompress.quantize.openvino import convert_to_openvino
 from visioncompress.quantize.qat_openvino import CALIBRATION_BATCH, _write_json, use_nncf_torch_kernels
@@ -69,6 +74,10 @@ def qat_openvino_detector(model_dir: str | os.PathLike, dataset_dir: str | os.Pa
                           checkpoint_dir: str | os.PathLike | None = None, post=None) -> ModelMetadata:
     import openvino as ov
 
+    if read_model_metadata(model_dir).format == MM_FORMAT:  # PLATFORM mmdet / mmyolo
+        from visioncompress.detection.mm.stage import qat_mm_stage
+
+        return qat_mm_stage(model_dir, dataset_dir, output_dir, config, train_config, post)
     kernels = use_nncf_torch_kernels()
     detector, parent, data = load_detection_inputs(model_dir, dataset_dir)
     require_one_stage(detector, "OpenVINO QAT")

@@ -40,8 +40,8 @@ PLATFORMS = ("torchvision", "timm")
 # OpenMMLab detectors (visioncompress.detection.mm, in the detection image): MODEL is a config name the package ships.
 MM_PLATFORMS = ("mmdet", "mmyolo")
 # The detection pipelines that take them.
-MM_PIPELINES = ("detect_distill", "detect_prune", "detect_ptq_onnx", "detect_ptq_openvino",
-                "detect_ptq_tensorrt")
+MM_PIPELINES = ("detect_distill", "detect_prune", "detect_ptq_onnx", "detect_ptq_openvino", "detect_ptq_tensorrt",
+                "detect_qat_openvino")
 _MM_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*_(coco|voc0712|voc|lvis|cityscapes|objects365)(-[\w.-]+)?(\.py)?$")
 
 

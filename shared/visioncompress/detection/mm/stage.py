@@ -117,15 +117,16 @@ def _iterations(coco_root: Path, batch_size: int, epochs: int) -> tuple[int, int
     return total_iters(coco_info(coco_root), batch_size, epochs, None)
 
 
-def train_detector(model, cfg, coco_root: Path, work_dir: Path, train_config: TrainConfig, *, epochs: int,
+def train_detector(model, family: str, coco_root: Path, work_dir: Path, train_config: TrainConfig, *, epochs: int,
                    lr: float | None = None) -> dict:
-    """Plain supervised training of an mm detector with the user's settings; returns what it measured."""
+    """Plain supervised training of an mm detector (``family`` mmdet / mmyolo) with the user's settings, its own
+    losses; returns what it measured."""
     from .configs import coco_info
     from .runner import TrainSettings, make_runner, train
 
     iters, per_epoch = _iterations(coco_root, train_config.batch_size, epochs)
     settings = TrainSettings.from_train_config(train_config, lr=lr, per_epoch=per_epoch)
-    runner = make_runner(model, coco_info(coco_root), cfg.family, work_dir, settings=settings,
+    runner = make_runner(model, coco_info(coco_root), family, work_dir, settings=settings,
                          batch_size=train_config.batch_size, insize=_insize(coco_root), iters=iters,
                          per_epoch=per_epoch)
     seconds = train(runner)
@@ -207,7 +208,7 @@ def finetune_mm(dataset_dir, output_dir, model_config: ModelConfig, train_config
         if train_config.training and train_config.finetune_epochs > 0:
             log.info("fine-tuning %s (%s) for %d epoch(s)", model_config.model, model_config.platform,
                      train_config.finetune_epochs)
-            trained = train_detector(model, cfg, root, Path(tmp) / "runner", train_config,
+            trained = train_detector(model, cfg.family, root, Path(tmp) / "runner", train_config,
                                      epochs=train_config.finetune_epochs)
         else:
             log.info("TRAINING is off: using %s as it is", model_config.custom_model_path or model_config.model)
@@ -246,7 +247,7 @@ def distill_mm_stage(dataset_dir, output_dir, student_config: ModelConfig, train
             if train_config.training and train_config.finetune_epochs > 0:
                 log.info("fine-tuning the teacher (%s) for %d epoch(s)", config.teacher_model,
                          train_config.finetune_epochs)
-                teacher_result = train_detector(teacher, teacher_cfg, root, tmp / "teacher", train_config,
+                teacher_result = train_detector(teacher, teacher_cfg.family, root, tmp / "teacher", train_config,
                                                 epochs=train_config.finetune_epochs)
             wrapper = MMDetector(teacher, manifest.classes, manifest.input_size, teacher_cfg.family, teacher_cfg.model)
             teacher_result["teacher_val_mAP"] = _val_map(wrapper, root)
@@ -380,5 +381,66 @@ def quantize_mm_stage(model_dir, dataset_dir, output_dir, config, post=None, *, 
     return metadata
 
 
+def quantization_aware_training(wrapper, coco_root: Path, work_dir: Path, config, train_config: TrainConfig, *,
+                                split: str = "calibration") -> dict:
+    """NNCF's quantizers into ``wrapper.model`` (``export.insert_quantizers``, ranges from ``split``), then
+    QAT_EPOCHS of training at QAT_LEARNING_RATE, BATCH_SIZE, with the user's optimizer, schedule, workers, AMP,
+    device and seed (``train_detector``: the mm Runner and the detector's own losses). ``wrapper`` keeps the
+    quantized model; returns what the training measured. NNCF's quantizers run its torch-native kernels unless
+    $VC_NNCF_TORCH_KERNELS says otherwise (``quantize.qat_openvino.use_nncf_torch_kernels``)."""
+    from visioncompress.quantize.qat_openvino import use_nncf_torch_kernels
+    from visioncompress.quantize.qat_torch import qat_train_config
+
+    from .export import insert_quantizers
+
+    kernels = use_nncf_torch_kernels()
+    wrapper.model = insert_quantizers(wrapper, coco_root, config, split=split)
+    log.info("NNCF QAT of %s: %d epoch(s) at learning rate %g, batch %d", type(wrapper.model).__name__,
+             config.qat_epochs, config.qat_learning_rate, config.batch_size)
+    trained = train_detector(wrapper.model, wrapper.family, coco_root, work_dir,
+                             qat_train_config(train_config, config), epochs=config.qat_epochs,
+                             lr=config.qat_learning_rate)
+    return {**trained, "nncf_kernels": kernels}
+
+
+def qat_mm_stage(model_dir, dataset_dir, output_dir, config, train_config: TrainConfig, post=None) -> ModelMetadata:
+    """``detect_qat_openvino`` on an mm-module artifact: ``quantization_aware_training`` (calibrated on the
+    dataset artifact's calibration split, trained on its train split), then the end-to-end graph
+    (``export.save_mm_openvino``: image batch to detections, NMS inside, the quantizers as FakeQuantize) as an
+    OpenVINO IR; an artifact like ``quantize_mm_stage``'s, with the QAT model's validation mAP (in torch)."""
+    from visioncompress.detection.artifacts import export_info, exported_metadata
+    from visioncompress.quantize.qat_torch import qat_params
+
+    from .export import resolve_settings, save_mm_openvino
+    from .model import load_model
+
+    mm_checkpoint(model_dir)  # an mm-module artifact, checksums verified
+    parent = read_model_metadata(model_dir)
+    wrapper = load_model(Path(model_dir) / parent.file_name)
+    settings = resolve_settings(wrapper, post)
+    with tempfile.TemporaryDirectory(prefix="vc-mm-") as tmp:
+        tmp = Path(tmp)
+        root, data = coco_folder(dataset_dir, tmp / "coco", splits=("train", "val", "calibration"))
+        if parent.num_classes != data.manifest.num_classes or parent.input_size != data.manifest.input_size:
+            raise ArtifactError(f"model {model_dir} ({parent.num_classes} classes, {parent.input_size}px) does not "
+                                f"match dataset {dataset_dir} ({data.manifest.num_classes} classes, "
+                                f"{data.manifest.input_size}px)")
+        trained = quantization_aware_training(wrapper, root, tmp / "runner", config, train_config)
+        val_map = _val_map(wrapper, root)
+        metadata = parent.derive(format="openvino-ir")  # the file name of that format
+        with staged_output(output_dir) as scratch:
+            info = save_mm_openvino(wrapper, Path(scratch) / metadata.file_name, settings)
+            metadata = exported_metadata(parent, model_dir, stage="qat_openvino", precision="int8",
+                                         fmt=metadata.format, params=qat_params(train_config, config),
+                                         info=export_info(settings, info["fp_nodes"],
+                                                          quantized_by="NNCF QAT (mm Runner)"))
+            metadata.metrics = {"val_mAP": val_map, "fake_quantize_ops": info["fake_quantize_ops"], **trained}
+            write_model_metadata(scratch, metadata)
+    log.info("QAT INT8 end-to-end OpenVINO detector (%s) written to %s (val mAP %s)", parent.architecture,
+             output_dir, val_map)
+    return metadata
+
+
 __all__ = ["MM_FORMAT", "coco_folder", "distill_mm_stage", "finetune_mm", "initial_model", "mm_checkpoint",
-           "prune_mm_stage", "quantize_mm_stage", "write_mm_artifact"]
+           "prune_mm_stage", "qat_mm_stage", "quantization_aware_training", "quantize_mm_stage",
+           "write_mm_artifact"]
