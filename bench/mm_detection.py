@@ -222,9 +222,14 @@ def main(argv=None) -> None:
     parser.add_argument("--output", type=Path, default=HERE / "results_mm_detection.json")
     parser.add_argument("--tiny", action="store_true", help="64 px and a few images: checks the path, not speed")
     parser.add_argument("--fresh", action="store_true", help="rebuild every artifact")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"epochs of the FP32 detector and the distilled student (default {REAL.epochs}; one "
+                             f"epoch is {REAL.train} images minus the validation share, in batches of {REAL.batch})")
     args = parser.parse_args(argv)
     sizes = TINY if args.tiny else REAL
-    root = args.artifacts / ("tiny" if args.tiny else "real")
+    if args.epochs is not None:
+        sizes = dataclasses.replace(sizes, epochs=args.epochs)
+    root = args.artifacts / ("tiny" if args.tiny else "real") / f"epochs-{sizes.epochs}"
     if args.fresh:
         shutil.rmtree(root, ignore_errors=True)
     started = time.perf_counter()

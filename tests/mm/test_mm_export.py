@@ -247,3 +247,38 @@ def test_detect_ptq_stages_take_an_mm_artifact(tmp_path, detection_dataset_dir):
         predictions = detection_runner(out)[1].predict(images)  # the benchmark's runner for the artifact
         assert len(predictions) == 2 and all(len(p["boxes"]) > 0 for p in predictions)
         assert all(1 <= int(label) <= len(wrapper.classes) for p in predictions for label in p["labels"])
+
+
+def test_benchmark_measures_an_mm_artifact_as_its_fp32_end_to_end_graphs(tmp_path, detection_dataset_dir):
+    """``benchmark(..., fp32_runtimes=...)`` on an mm-module artifact (bench.mm_detection's FP32, pruned and
+    distilled rows): the end-to-end export in ONNX Runtime and OpenVINO beside mm's own predict, the same
+    detector (the same best score per image)."""
+    from visioncompress.benchmark import benchmark
+    from visioncompress.config import BenchmarkConfig
+    from visioncompress.detection.benchmark import fp32_exported_artifacts
+    from visioncompress.detection.data import load_detection_dataset
+    from visioncompress.detection.mm.stage import _base_metadata, write_mm_artifact
+    from visioncompress.detection.runners import detection_runner
+
+    data = load_detection_dataset(detection_dataset_dir)
+    wrapper = _wrapper(YOLOX_MMDET, spread=True, classes=data.manifest.classes, size=data.manifest.input_size)
+    model_dir = tmp_path / "fp32"
+    write_mm_artifact(wrapper, _base_metadata(data, "yolox_tiny_8xb8-300e_coco", "finetune",
+                                              {"PLATFORM": "mmdet"}, {}, {}), model_dir)
+    quick = BenchmarkConfig(batch_size=2, extra_batch_sizes=[], warmup=0, iterations=2, time_budget_s=1,
+                            max_test_samples=4)
+    rows = benchmark(model_dir, detection_dataset_dir, quick, fp32_runtimes=("onnxruntime", "openvino"))
+    forms = {(r["backend"], r["format"], r["precision"], r["batch_size"]) for r in rows}
+    assert forms == {(backend, fmt, "fp32", n) for backend, fmt in (
+        ("torch", "mm-module"), ("onnxruntime", "onnx"), ("openvino", "openvino-ir")) for n in (1, 2)}
+    assert all(r["variant"] == "fp32" and r["test_images"] == 4 and r["p50_ms"] > 0 for r in rows)
+
+    images = next(iter(data.batches("test", 2)))[0].numpy()
+    reference = detection_runner(model_dir)[1].predict(images)
+    (tmp_path / "exports").mkdir()
+    for converted in fp32_exported_artifacts(model_dir, ("onnxruntime", "openvino"), tmp_path / "exports"):
+        predictions = detection_runner(converted)[1].predict(images)
+        assert len(predictions) == len(reference) == 2
+        for mine, theirs in zip(predictions, reference):
+            assert len(mine["scores"]) > 0 and len(theirs["scores"]) > 0
+            assert abs(float(np.max(mine["scores"])) - float(np.max(theirs["scores"]))) < 1e-3, converted.name
