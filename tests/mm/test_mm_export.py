@@ -252,7 +252,9 @@ def test_detect_ptq_stages_take_an_mm_artifact(tmp_path, detection_dataset_dir):
 def test_benchmark_measures_an_mm_artifact_as_its_fp32_end_to_end_graphs(tmp_path, detection_dataset_dir):
     """``benchmark(..., fp32_runtimes=...)`` on an mm-module artifact (bench.mm_detection's FP32, pruned and
     distilled rows): the end-to-end export in ONNX Runtime and OpenVINO beside mm's own predict, the same
-    detector (the same best score per image)."""
+    detector: each of the graph's five best detections is one of mm's (same score); mm's own may have more at the
+    border, where the export clips boxes to the input (``detection.mm.export``; measured on this untrained
+    detector: the graph's best 0.924 is mm's third, mm's two best are boxes the export clips away)."""
     from visioncompress.benchmark import benchmark
     from visioncompress.config import BenchmarkConfig
     from visioncompress.detection.benchmark import fp32_exported_artifacts
@@ -281,4 +283,6 @@ def test_benchmark_measures_an_mm_artifact_as_its_fp32_end_to_end_graphs(tmp_pat
         assert len(predictions) == len(reference) == 2
         for mine, theirs in zip(predictions, reference):
             assert len(mine["scores"]) > 0 and len(theirs["scores"]) > 0
-            assert abs(float(np.max(mine["scores"])) - float(np.max(theirs["scores"]))) < 1e-3, converted.name
+            best = np.sort(np.asarray(mine["scores"]))[::-1][:5]
+            gaps = np.abs(best[:, None] - np.asarray(theirs["scores"])[None, :]).min(axis=1)
+            assert (gaps < 1e-3).all(), (converted.name, best, gaps)
