@@ -80,7 +80,7 @@ class Sizes:
 # each of its iterations costs several plain ones (Fisher bookkeeping, the exact FLOP count of the pruned copy), so
 # within this budget it removes a fraction of a percent of the FLOPs (measured: 8 channels, 0.1 %, at 64 px);
 # real runs take thousands of steps.
-REAL = Sizes(insize=64, train=240, test=100, calibration=64, batch=4, epochs=3, prune_batch=8, prune_epochs=1,
+REAL = Sizes(insize=64, train=240, test=100, calibration=64, batch=4, epochs=10, prune_batch=8, prune_epochs=1,
              interval=1, target_flop_ratio=0.999, lr=0.02, measure_iterations=30, budget_s=8)
 TINY = Sizes(insize=64, train=16, test=8, calibration=4, batch=4, epochs=1, prune_batch=8, prune_epochs=4,
              interval=1, target_flop_ratio=0.9995, lr=0.01, measure_iterations=3, budget_s=1)
