@@ -5,16 +5,21 @@ same runtime at batch 1 and 32. QAT: torch and OpenVINO INT8 after one QAT epoch
 student trained with the resnet18 teacher against the same student trained alone for the same epochs.
 Pruning: resnet18 at 50% fewer parameters, fine-tuned for 2 epochs on the full training split. Detection rows
 (bench/detection.py) go to results_detection.json; the 224 px rows (bench/real_size.py: ImageNet MobileNetV2 and
-ResNet-50, every backend's float and INT8 forms, the issue's targets and profiles) to results_224.json. Artifacts
-are kept under bench/artifacts/ (reused unless --fresh); `--only ptq` skips the training-based rows,
-`--only detection` / `--only real-size` run those rows alone.
+ResNet-50, every backend's float and INT8 forms, the issue's targets and profiles) to results_224.json; the timm
+ViT rows (bench/timm_vit.py: DeiT-tiny at 224 px, FP32 vs INT8 in ONNX Runtime and OpenVINO) to
+results_timm_vit.json; the OpenMMLab detector rows (bench/mm_detection.py: YOLOX-tiny FP32 vs INT8, pruned,
+distilled, run by the OpenMMLab environment's Python, --mm-python) to results_mm_detection.json. Artifacts are
+kept under bench/artifacts/ (reused unless --fresh); `--only ptq` skips the training-based rows, `--only detection`
+/ `--only real-size` / `--only timm-vit` / `--only mm-detection` run those rows alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -115,13 +120,37 @@ def _e2e_options(args) -> dict:
     return {"train": replace(E2E_TRAIN, finetune_epochs=args.e2e_epochs)}
 
 
+ONLY = ["all", "ptq", "detection", "detection-e2e", "real-size", "timm-vit", "mm-detection"]
+MM_PYTHON = HERE.parent / ".venv-mm" / "bin" / "python"
+
+
+def mm_detection_command(mm_python: str, artifacts: Path, output: Path) -> list[str]:
+    """bench.mm_detection run by the OpenMMLab environment's Python (its own venv: requirements-mm.txt)."""
+    return [mm_python, "-m", "bench.mm_detection", "--artifacts", str(artifacts / "mm-detection"),
+            "--output", str(output.with_name(output.stem + "_mm_detection.json"))]
+
+
+def run_mm_detection(mm_python: str, artifacts: Path, output: Path, *, required: bool) -> None:
+    if not Path(mm_python).is_file():
+        message = (f"mm-detection rows skipped: no OpenMMLab environment at {mm_python} (make bench sets up "
+                   ".venv-mm; or pass --mm-python / VC_MM_PYTHON)")
+        if required:
+            raise SystemExit(message)
+        print(message)
+        return
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])))
+    subprocess.run(mm_detection_command(mm_python, artifacts, output), check=True, cwd=HERE.parent, env=env)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", type=Path, default=HERE / "artifacts")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--fresh", action="store_true", help="rebuild every artifact")
-    parser.add_argument("--only", choices=["all", "ptq", "detection", "detection-e2e", "real-size"], default="all",
-                        help="which rows to measure")
+    parser.add_argument("--only", choices=ONLY, default="all", help="which rows to measure")
+    parser.add_argument("--mm-python", default=os.environ.get("VC_MM_PYTHON", str(MM_PYTHON)),
+                        help="the OpenMMLab environment's Python for the mm-detection rows (default: $VC_MM_PYTHON, "
+                             "else .venv-mm/bin/python; the rows are skipped, saying so, where it does not exist)")
     parser.add_argument("--detector", type=Path, default=None,
                         help="detection-e2e: the FP32 detector whose weights are fine-tuned at 320 px (default: a 96 px "
                              "detector trained for 1 epoch on the detection rows' data)")
@@ -145,7 +174,7 @@ def main(argv=None) -> None:
         output = args.output.with_name(args.output.stem + "_detection_e2e.json")
         output.with_name(output.stem + "_profiles.json").write_text(json.dumps(profiles, indent=2) + "\n")
         outputs.append((rows, output, "visioncompress make bench: end-to-end detectors at 320 px"))
-    elif args.only not in ("detection", "real-size"):
+    elif args.only in ("all", "ptq"):
         rows = run(args.artifacts, False)
         if args.only == "all":
             rows += run_training_based(args.artifacts)
@@ -162,6 +191,13 @@ def main(argv=None) -> None:
         detection_output = args.output.with_name(args.output.stem + "_detection.json")
         outputs.append((run_detection(args.artifacts, _ensure), detection_output,
                         "visioncompress make bench: detection"))
+    if args.only in ("all", "timm-vit"):
+        from bench.timm_vit import main as timm_vit
+
+        timm_vit(["--artifacts", str(args.artifacts / "timm-vit"),
+                  "--output", str(args.output.with_name(args.output.stem + "_timm_vit.json"))])
+    if args.only in ("all", "mm-detection"):
+        run_mm_detection(args.mm_python, args.artifacts, args.output, required=args.only == "mm-detection")
     for rows, output, title in outputs:
         for row in rows:
             row["machine"] = machine_description()

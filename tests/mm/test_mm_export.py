@@ -348,3 +348,41 @@ def test_openvino_qat_of_the_trained_detector_keeps_fp32_map(tmp_path, trained):
     print(f"openvino QAT: mAP fp32 {fp32_map:.2f}, qat int8 {qat_map:.2f}")
     assert qat_map >= fp32_map - 1.0, (fp32_map, qat_map)
 
+
+def test_benchmark_measures_an_mm_artifact_as_its_fp32_end_to_end_graphs(tmp_path, detection_dataset_dir):
+    """``benchmark(..., fp32_runtimes=...)`` on an mm-module artifact (bench.mm_detection's FP32, pruned and
+    distilled rows): the end-to-end export in ONNX Runtime and OpenVINO beside mm's own predict, the same
+    detector: each of the graph's five best detections is one of mm's (same score); mm's own may have more at the
+    border, where the export clips boxes to the input (``detection.mm.export``; measured on this untrained
+    detector: the graph's best 0.924 is mm's third, mm's two best are boxes the export clips away)."""
+    from visioncompress.benchmark import benchmark
+    from visioncompress.config import BenchmarkConfig
+    from visioncompress.detection.benchmark import fp32_exported_artifacts
+    from visioncompress.detection.data import load_detection_dataset
+    from visioncompress.detection.mm.stage import _base_metadata, write_mm_artifact
+    from visioncompress.detection.runners import detection_runner
+
+    data = load_detection_dataset(detection_dataset_dir)
+    wrapper = _wrapper(YOLOX_MMDET, spread=True, classes=data.manifest.classes, size=data.manifest.input_size)
+    model_dir = tmp_path / "fp32"
+    write_mm_artifact(wrapper, _base_metadata(data, "yolox_tiny_8xb8-300e_coco", "finetune",
+                                              {"PLATFORM": "mmdet"}, {}, {}), model_dir)
+    quick = BenchmarkConfig(batch_size=2, extra_batch_sizes=[], warmup=0, iterations=2, time_budget_s=1,
+                            max_test_samples=4)
+    rows = benchmark(model_dir, detection_dataset_dir, quick, fp32_runtimes=("onnxruntime", "openvino"))
+    forms = {(r["backend"], r["format"], r["precision"], r["batch_size"]) for r in rows}
+    assert forms == {(backend, fmt, "fp32", n) for backend, fmt in (
+        ("torch", "mm-module"), ("onnxruntime", "onnx"), ("openvino", "openvino-ir")) for n in (1, 2)}
+    assert all(r["variant"] == "fp32" and r["test_images"] == 4 and r["p50_ms"] > 0 for r in rows)
+
+    images = next(iter(data.batches("test", 2)))[0].numpy()
+    reference = detection_runner(model_dir)[1].predict(images)
+    (tmp_path / "exports").mkdir()
+    for converted in fp32_exported_artifacts(model_dir, ("onnxruntime", "openvino"), tmp_path / "exports"):
+        predictions = detection_runner(converted)[1].predict(images)
+        assert len(predictions) == len(reference) == 2
+        for mine, theirs in zip(predictions, reference):
+            assert len(mine["scores"]) > 0 and len(theirs["scores"]) > 0
+            best = np.sort(np.asarray(mine["scores"]))[::-1][:5]
+            gaps = np.abs(best[:, None] - np.asarray(theirs["scores"])[None, :]).min(axis=1)
+            assert (gaps < 1e-3).all(), (converted.name, best, gaps)

@@ -206,11 +206,11 @@ def _benchmark_detector(model_dir: Path, dataset_dir, config: BenchmarkConfig, v
     metadata = read_model_metadata(model_dir)
     rows = benchmark_detector(model_dir, dataset_dir, config, variant=variant)
     extra = [r for r in fp32_runtimes if r != metadata.backend]
-    if extra and metadata.format == "torch-module":
+    if extra and metadata.format in ("torch-module", "mm-module"):
         from visioncompress.detection.heads import family
         from visioncompress.models import load_torch_module
 
-        if family(load_torch_module(model_dir)) == "two-stage":
+        if metadata.format == "torch-module" and family(load_torch_module(model_dir)) == "two-stage":
             return rows
         with tempfile.TemporaryDirectory() as tmp:
             for converted in fp32_exported_artifacts(model_dir, extra, Path(tmp), post):

@@ -66,7 +66,8 @@ def benchmark_detector(model_dir: str | os.PathLike, dataset_dir: str | os.PathL
 
 
 def fp32_exported_artifacts(model_dir: Path, runtimes, workdir: Path, post=None):
-    """Yield FP32 end-to-end exports of a torch detector for ONNX Runtime / OpenVINO, as artifact dirs."""
+    """Yield FP32 end-to-end exports of a torch or OpenMMLab (mm-module) detector for ONNX Runtime / OpenVINO, as
+    artifact dirs."""
     from visioncompress.artifacts import write_model_metadata
     from visioncompress.detection.artifacts import export_info, exported_metadata
     from visioncompress.detection.export import export_end_to_end, resolve_settings
@@ -75,8 +76,21 @@ def fp32_exported_artifacts(model_dir: Path, runtimes, workdir: Path, post=None)
     from visioncompress.artifacts import read_model_metadata
 
     metadata = read_model_metadata(model_dir)
-    detector = load_torch_module(model_dir).eval()
-    settings = resolve_settings(detector, post)
+    if metadata.format == "mm-module":  # an OpenMMLab detector: its own end-to-end export (detection.mm.export)
+        from visioncompress.detection.mm.export import export_mm, resolve_settings as mm_settings
+        from visioncompress.detection.mm.model import load_model
+
+        wrapper = load_model(Path(model_dir) / metadata.file_name)
+        settings = mm_settings(wrapper, post)
+
+        def export(path):
+            return export_mm(wrapper, path, settings)
+    else:
+        detector = load_torch_module(model_dir).eval()
+        settings = resolve_settings(detector, post)
+
+        def export(path):
+            return export_end_to_end(detector, metadata.input_size, settings, path)
     for runtime in runtimes:
         fmt = {"onnxruntime": "onnx", "openvino": "openvino-ir"}.get(runtime)
         if fmt is None:
@@ -85,7 +99,7 @@ def fp32_exported_artifacts(model_dir: Path, runtimes, workdir: Path, post=None)
         directory.mkdir()
         converted = exported_metadata(metadata, model_dir, stage=metadata.stage, precision="fp32", fmt=fmt,
                                       params=metadata.params, info=export_info(settings, []))
-        onnx_path = export_end_to_end(detector, metadata.input_size, settings, directory / "model.onnx")
+        onnx_path = export(directory / "model.onnx")
         if fmt == "openvino-ir":
             import openvino as ov
 
