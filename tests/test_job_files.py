@@ -36,11 +36,36 @@ EXPECTED = {
     "detection_onnxquant_mmdet": "detect_ptq_onnx",
     "detection_nncf_ptq_mmyolo": "detect_ptq_openvino",
     "detection_nncfqat_mmyolo": "detect_qat_openvino",
+    "classification_fxquant_ptq_timm": "ptq_torch",
+    "classification_fxquant_qat_timm": "qat_torch",
+    "classification_nncf_ptq_torchvision": "ptq_openvino",
+    "classification_nncf_qat_torchvision": "qat_openvino",
+    "classification_onnxquant_torchvision": "ptq_onnx",
+    "classification_tensorrt_timm": "ptq_tensorrt",
+    "classification_tensorrtqat_timm": "qat_tensorrt",
+    "classification_kdtransfer_torchvision": "distill",
+    "detection_nncf_ptq_mmdet": "detect_ptq_openvino",
+    "detection_nncfqat_mmdet": "detect_qat_openvino",
+    "detection_onnxquant_mmyolo": "detect_ptq_onnx",
+    "detection_tensorrt_mmdet": "detect_ptq_tensorrt",
 }
+# The platforms each task takes: every pipeline a job can land on has a job file for each of them.
+TASK_PLATFORMS = {"classification": ("torchvision", "timm"), "detection": ("torchvision", "mmdet", "mmyolo")}
 
 
 def test_every_job_file_is_listed():
     assert {p.stem for p in NYUNTAM_JOBS.glob("*.yaml")} == set(EXPECTED)
+
+
+def test_every_algorithm_has_a_job_file_on_every_platform_of_its_task():
+    """ALGORITHM x TASK x PLATFORM: each pipeline the job files reach is reached on every platform of its task."""
+    covered = set()
+    for stem, pipeline in EXPECTED.items():
+        job = (NYUNTAM_JOBS / f"{stem}.yaml").read_text()
+        platform = next(line.split(":", 1)[1].strip() for line in job.splitlines() if line.startswith("PLATFORM:"))
+        covered.add((pipeline, stem.split("_", 1)[0], platform))
+    missing = {(pipeline, task, platform) for pipeline, task, _ in covered for platform in TASK_PLATFORMS[task]}
+    assert missing <= covered, sorted(missing - covered)
 
 
 @pytest.mark.parametrize("stem", sorted(EXPECTED))
