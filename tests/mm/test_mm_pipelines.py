@@ -28,10 +28,12 @@ def _rows(report):
 
 def _finite_maps(rows, variants):
     for variant in variants:
-        row = next(r for r in rows if r["variant"] == variant)
-        assert row["format"] == "mm-module" and row["task"] == "detection"
-        assert math.isfinite(row["mAP"]) and 0.0 <= row["mAP"] <= row["mAP50"] <= 100.0
-        assert row["test_images"] == TINY["MAX_TEST_SAMPLES"]
+        # an mm-module's FP32 is measured as itself and, for the PTQ/QAT pipelines, as its end-to-end graphs
+        found = [r for r in rows if r["variant"] == variant]
+        assert "mm-module" in {r["format"] for r in found}
+        for row in found:
+            assert row["task"] == "detection" and row["test_images"] == TINY["MAX_TEST_SAMPLES"]
+            assert math.isfinite(row["mAP"]) and 0.0 <= row["mAP"] <= row["mAP50"] <= 100.0
 
 
 def _reload_and_predict(model_dir, insize):
