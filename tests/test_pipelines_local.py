@@ -64,3 +64,36 @@ def test_prune_quantize_pipeline(tmp_path):
     assert onnx_int8["int8_form"] in ("U8S8 QDQ", "S8S8 QDQ")  # the pipeline's preset: auto
     text = report.read_text()
     assert "Pareto front" in text and "data:image/png;base64," in text and "INT8 form" in text
+
+
+# timm through the pipelines as a user runs them (issue 12): PLATFORM=timm, a DeiT-tiny from random weights at
+# 32 px (2 x 2 patches), no fine-tuning.
+TIMM = {**TINY, "insize": 32, "PLATFORM": "timm", "MODEL": "deit_tiny_patch16_224", "TRAINING": False}
+
+
+@pytest.mark.slow
+def test_timm_vit_onnx_ptq_pipeline(tmp_path):
+    report = run_local("ptq_onnx", TIMM, tmp_path)
+    rows = _rows(report)
+    int8 = next(r for r in rows if r["variant"].startswith("int8") and r["backend"] == "onnxruntime")
+    fp32 = next(r for r in rows if r["variant"] == "fp32" and r["backend"] == "torch")
+    assert int8["size_mb"] < 0.5 * fp32["size_mb"] and 0.0 <= int8["top1"] <= 100.0
+
+
+@pytest.mark.slow
+def test_timm_vit_head_pruning_pipeline(tmp_path):
+    report = run_local("prune", {**TIMM, "PRUNE_NUM_HEADS": True, "TARGET_PRUNE_RATE": 0.5}, tmp_path)
+    rows = _rows(report)
+    fp32 = next(r for r in rows if r["variant"] == "fp32" and r["batch_size"] == 1)
+    pruned = next(r for r in rows if r["variant"] == "pruned" and r["batch_size"] == 1)
+    assert pruned["size_mb"] < 0.8 * fp32["size_mb"]
+    (model,) = report.parent.parent.glob("prune*/pruned_model")
+    assert read_model_metadata(model).architecture == "deit_tiny_patch16_224"
+
+
+@pytest.mark.slow
+def test_timm_teacher_to_torchvision_student_distill_pipeline(tmp_path):
+    report = run_local("distill", {**TINY, "MODEL": "mobilenet_v3_small", "TEACHER_MODEL": "deit_tiny_patch16_224",
+                                   "TEACHER_PLATFORM": "timm", "insize": 32, "EPOCHS": 1, "TEMPERATURE": 4},
+                       tmp_path)
+    assert "distilled" in {r["variant"] for r in _rows(report)}
