@@ -27,6 +27,7 @@ from visioncompress.detection.export import (
     OUTPUTS, PostSettings, default_settings, export_end_to_end, fp_node_names, resolve_settings,
 )
 from visioncompress.detection.heads import predict
+from visioncompress.detection.metrics import match_detections
 from visioncompress.detection.runners import detection_runner, split_detections
 from visioncompress.detection.zoo import build_detector
 from visioncompress.errors import ConfigError
@@ -56,27 +57,14 @@ def _ov_outputs(path, images):
 
 
 def _assert_same_detections(reference, exported, *, what: str, min_share: float = 1.0):
-    """Every image: the same number of detections; each reference detection has one with its label, a box
-    within BOX_TOLERANCE_PX and a score within SCORE_TOLERANCE. ``min_share`` < 1 allows that share of
+    """Every reference detection has one with its label, a box within BOX_TOLERANCE_PX and a score within
+    SCORE_TOLERANCE (``match_detections``, which `make bench` reports too). ``min_share`` < 1 allows that share of
     unmatched detections (exactly tied scores, where either runtime may pick either box)."""
-    total, missed = 0, 0
-    for index, (ref, got) in enumerate(zip(reference, exported)):
-        boxes, scores, labels = (np.asarray(ref[k].detach() if hasattr(ref[k], "detach") else ref[k])
-                                 for k in ("boxes", "scores", "labels"))
-        assert abs(len(scores) - len(got["scores"])) <= (1 - min_share) * len(scores), \
-            f"{what}: image {index} has {len(got['scores'])} detections, PyTorch {len(scores)}"
-        used = np.zeros(len(got["scores"]), dtype=bool)
-        for box, score, label in zip(boxes, scores, labels):
-            close = (~used & (got["labels"] == label) & (np.abs(got["scores"] - score) <= SCORE_TOLERANCE)
-                     & (np.abs(got["boxes"] - box).max(axis=1) <= BOX_TOLERANCE_PX))
-            if not close.any():
-                missed += 1
-                assert min_share < 1, f"{what}: image {index}: no match for box {box} score {score} label {label}"
-                continue
-            used[np.argmax(close)] = True
-        total += len(scores)
-    assert missed <= (1 - min_share) * total, f"{what}: {missed} of {total} detections unmatched"
-    return total
+    found = match_detections(reference, exported, box_px=BOX_TOLERANCE_PX, score=SCORE_TOLERANCE)
+    if min_share == 1.0:
+        assert found["count_differs"] == 0, f"{what}: numbers of detections differ from PyTorch's: {found}"
+    assert found["matched"] >= min_share * found["detections"], f"{what}: detections unmatched: {found}"
+    return found["detections"]
 
 
 def test_fp32_end_to_end_graph_gives_the_pytorch_detections(detection_model_dir, detection_dataset_dir, tmp_path):

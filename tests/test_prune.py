@@ -44,6 +44,18 @@ def vit_dir(small_dataset_dir, tmp_path_factory):
     return path
 
 
+def test_prune_target_macs_removes_that_share_of_the_multiply_accumulates(fp32_model_dir, dataset_dir, tmp_path):
+    """PRUNE_TARGET=macs: TARGET_PRUNE_RATE counts MACs at the dataset's input size (what latency follows); the
+    ratio search measures MACs (each trial records its MAC reduction)."""
+    metadata = prune(fp32_model_dir, dataset_dir, tmp_path / "pruned",
+                     PruneConfig(target_prune_rate=0.5, target="macs"), NO_TRAINING)
+    m = metadata.metrics
+    assert abs(m["mac_reduction"] - 0.5) <= 0.02 and m["target_mac_reduction"] == 0.5
+    assert all("mac_reduction" in trial for trial in m["search"])
+    with pytest.raises(ConfigError, match="PRUNE_TARGET"):
+        PruneConfig(target="flops")
+
+
 def load_output(path):
     return load_torch_module(path).eval()
 

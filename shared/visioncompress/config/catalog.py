@@ -107,7 +107,8 @@ PARAMS: dict[str, Param] = _table(
     Param('PLATFORM', str, 'torchvision',
           "where MODEL comes from: torchvision or timm (classification: any timm.list_models() name, e.g. "
           "deit_small_patch16_224, resnet50, convnext_tiny); detection: torchvision, or mmdet / mmyolo "
-          "(OpenMMLab detectors, in detect_distill, detect_prune and the detection PTQ pipelines; trained by their "
+          "(OpenMMLab detectors, in every detection pipeline: detect_distill, detect_prune, detect_qat_openvino and "
+          "the detection PTQ pipelines; trained by their "
           "own Runner with these training settings)"),
     Param('TEACHER_PLATFORM', str, '',
           "where TEACHER_MODEL comes from: torchvision or timm (student and teacher may differ), mmdet or mmyolo "
@@ -143,6 +144,9 @@ PARAMS: dict[str, Param] = _table(
           'calibration images NNCF uses for the quantizer ranges (OpenVINO PTQ and QAT)'),
     Param('PRESET', str, 'performance',
           'performance (symmetric) or mixed (asymmetric activations)'),
+    Param('FAST_BIAS_CORRECTION', bool, True,
+          "NNCF PTQ's fast bias correction (its default); False runs the full BiasCorrection: slower to "
+          "quantize, often more accurate for depthwise networks such as MobileNetV2"),
     Param('MAX_ACCURACY_DROP', float, 0.0,
           "OpenVINO PTQ: above 0, nncf.quantize_with_accuracy_control keeps layers in floating point until the metric (top-1 %, or detection mAP points) drops at most this much on the validation split; 0 = plain nncf.quantize"),
     Param('USE_DEFAULT_POST_PROCESSING', bool, True,
@@ -168,7 +172,11 @@ PARAMS: dict[str, Param] = _table(
     Param('GROUP_IMPORTANCE', str, 'GroupNormImportance',
           'GroupNormImportance (L2 magnitude) or GroupTaylorImportance'),
     Param('TARGET_PRUNE_RATE', float, 0.5,
-          'fraction (0.5) or percentage (50) of parameters to remove'),
+          'fraction (0.5) or percentage (50) of parameters (PRUNE_TARGET=params) or of multiply-accumulates '
+          '(PRUNE_TARGET=macs) to remove'),
+    Param('PRUNE_TARGET', str, 'params',
+          "what TARGET_PRUNE_RATE counts: params (the model's parameters, nyuntam's meaning) or macs (its "
+          "multiply-accumulates at the dataset's input size: what latency follows)"),
     Param('BOTTLENECK', bool, False,
           'transformers: keep the embedding width, prune only the MLP hidden layers and attention internals'),
     Param('PRUNE_NUM_HEADS', bool, True,

@@ -16,6 +16,7 @@ IMPORTANCES = {
 }
 REGULARISING_PRUNERS = ("GroupNormPruner", "BNSPruner")
 PRUNE_RECOVERIES = ("finetune", "distill")
+PRUNE_TARGETS = ("params", "macs")
 MAX_SPARSITY = 0.99  # a channel ratio of 1 would remove every channel
 # Today's torch-pruning spellings are accepted too.
 _ALIASES = {"basepruner": "MetaPruner", "bnscalepruner": "BNSPruner", "groupmagnitudeimportance": "GroupNormImportance"}
@@ -23,7 +24,7 @@ _ALIASES = {"basepruner": "MetaPruner", "bnscalepruner": "BNSPruner", "groupmagn
 
 def _target_fraction(value) -> float:
     """TARGET_PRUNE_RATE as a fraction: 0 < x < 1 is a fraction, 1 <= x <= 99 a percentage."""
-    allowed = "a fraction in (0, 1) or a percentage in [1, 99] of parameters to remove"
+    allowed = "a fraction in (0, 1) or a percentage in [1, 99] of parameters (or MACs) to remove"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError("TARGET_PRUNE_RATE", value, allowed)
     if 0 < value < 1:
@@ -38,6 +39,7 @@ class PruneConfig:
     pruner_name: str = param('PRUNER_NAME')
     group_importance: str = param('GROUP_IMPORTANCE')
     target_prune_rate: float = param('TARGET_PRUNE_RATE')
+    target: str = param('PRUNE_TARGET')
     bottleneck: bool = param('BOTTLENECK')
     prune_num_heads: bool = param('PRUNE_NUM_HEADS')
     iterative_steps: int = param('ITERATIVE_STEPS')
@@ -53,6 +55,7 @@ class PruneConfig:
         self.group_importance = check_choice("GROUP_IMPORTANCE", _ALIASES.get(
             str(self.group_importance).strip().lower(), self.group_importance), IMPORTANCES)
         self.target_prune_rate = _target_fraction(self.target_prune_rate)
+        self.target = check_choice("PRUNE_TARGET", str(self.target).strip().lower(), PRUNE_TARGETS)
         self.bottleneck = check_bool("BOTTLENECK", self.bottleneck)
         self.prune_num_heads = check_bool("PRUNE_NUM_HEADS", self.prune_num_heads)
         self.iterative_steps = check_int("ITERATIVE_STEPS", self.iterative_steps, minimum=1, maximum=100)

@@ -75,6 +75,7 @@ class OpenVinoPTQConfig:
     transformer: bool = param('TRANSFORMER')
     subset_size: int = param('SUBSET_SIZE')
     preset: str = param('PRESET')
+    fast_bias_correction: bool = param('FAST_BIAS_CORRECTION')
     max_accuracy_drop: float = param('MAX_ACCURACY_DROP')
 
     def __post_init__(self) -> None:
@@ -82,6 +83,7 @@ class OpenVinoPTQConfig:
         self.transformer = check_bool("TRANSFORMER", self.transformer)
         self.subset_size = check_int("SUBSET_SIZE", self.subset_size, minimum=1)
         self.preset = check_choice("PRESET", self.preset, ("performance", "mixed"))
+        self.fast_bias_correction = check_bool("FAST_BIAS_CORRECTION", self.fast_bias_correction)
 
 
 LADDER_BACKENDS = ("openvino", "onnx", "torch")

@@ -37,3 +37,33 @@ def coco_map(ground_truth: dict, detections: list[dict]) -> dict[str, float]:
         evaluation.accumulate()
         evaluation.summarize()
     return {"mAP": round(float(evaluation.stats[0]) * 100, 2), "mAP50": round(float(evaluation.stats[1]) * 100, 2)}
+
+
+def match_detections(reference: list[dict], exported: list[dict], *, box_px: float = 1.0,
+                     score: float = 1e-3) -> dict:
+    """How closely an exported detector reproduces a reference detector, image by image.
+
+    Each reference detection is matched to an unused exported one with the same label, every box coordinate
+    within ``box_px`` pixels and the score within ``score``. Returns the counts (``detections``: the reference's
+    total, ``matched``, ``count_differs``: images whose numbers of detections differ) and the largest box and
+    score differences over the matched pairs."""
+    total = matched = count_differs = 0
+    max_box = max_score = 0.0
+    for ref, got in zip(reference, exported):
+        boxes, scores, labels = (np.asarray(ref[k].detach() if hasattr(ref[k], "detach") else ref[k])
+                                 for k in ("boxes", "scores", "labels"))
+        got_boxes, got_scores, got_labels = (np.asarray(got[k]) for k in ("boxes", "scores", "labels"))
+        count_differs += int(len(scores) != len(got_scores))
+        used = np.zeros(len(got_scores), dtype=bool)
+        for box, value, label in zip(boxes.reshape(-1, 4), scores, labels):
+            box_diff = np.abs(got_boxes.reshape(-1, 4) - box).max(axis=1) if len(got_scores) else np.zeros(0)
+            score_diff = np.abs(got_scores - value)
+            close = ~used & (got_labels == label) & (score_diff <= score) & (box_diff <= box_px)
+            total += 1
+            if close.any():
+                pick = int(np.argmax(close))
+                used[pick] = True
+                matched += 1
+                max_box, max_score = max(max_box, float(box_diff[pick])), max(max_score, float(score_diff[pick]))
+    return {"detections": total, "matched": matched, "count_differs": count_differs,
+            "max_box_px": round(max_box, 6), "max_score": round(max_score, 8), "box_px": box_px, "score": score}

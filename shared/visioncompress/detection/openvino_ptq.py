@@ -26,6 +26,7 @@ from visioncompress.detection.export import export_end_to_end, require_exportabl
 from visioncompress.detection.metrics import coco_map
 from visioncompress.detection.mm.stage import MM_FORMAT
 from visioncompress.log import get_logger
+from visioncompress.quantize.openvino import nncf_options
 
 log = get_logger("detection.openvino")
 
@@ -116,17 +117,6 @@ def accuracy_control_report(messages: list[str], metrics: dict, max_drop: float)
                                                           "Maximum number"))]}
 
 
-def nncf_options(config: OpenVinoPTQConfig, ignored: list[str], subset_size: int) -> dict:
-    """``nncf.quantize`` / ``quantize_with_accuracy_control`` keywords of an end-to-end detector: PRESET,
-    TRANSFORMER, the calibration size, the post-processing ops ``ignored``."""
-    import nncf
-
-    return dict(subset_size=subset_size, ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-                preset=nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance"
-                else nncf.QuantizationPreset.MIXED,
-                model_type=nncf.ModelType.TRANSFORMER if config.transformer else None)
-
-
 def quantize_detector_openvino(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
                                output_dir: str | os.PathLike, config: OpenVinoPTQConfig, post=None) -> ModelMetadata:
     import nncf
@@ -144,7 +134,7 @@ def quantize_detector_openvino(model_dir: str | os.PathLike, dataset_dir: str | 
         ov_model = ov.convert_model(str(export_end_to_end(detector, parent.input_size, settings,
                                                           Path(tmp) / "fp32.onnx")))
     ignored = post_processing_ops(ov_model)
-    common = nncf_options(config, ignored, len(calibration))
+    common = nncf_options(config, len(calibration), ignored)
     metrics = {}
     if config.max_accuracy_drop > 0:
         items, validation_fn = map_validation(data)

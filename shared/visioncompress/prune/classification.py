@@ -169,24 +169,30 @@ def _pruned_copy(model, example, dataset, config: PruneConfig, ratio: float, cri
 
 
 def prune_to_target(model, example, dataset, config: PruneConfig, criterion=None) -> PruneOutcome:
-    """Search the channel ratio whose pruning removes TARGET_PRUNE_RATE of the parameters (or use SPARSITY)."""
+    """Search the channel ratio whose pruning removes TARGET_PRUNE_RATE of the parameters, or of the MACs at the
+    example's size with PRUNE_TARGET=macs (or use SPARSITY)."""
     target = config.target_prune_rate
-    params0 = count_params(model)
+    what = "MACs" if config.target == "macs" else "parameters"
+
+    def size(m) -> int:
+        return _ops_and_params(m, example)[0] if config.target == "macs" else count_params(m)
+
+    params0 = size(model)
     lo, hi = (0.0, 0.0), (MAX_RATIO, None)  # (ratio, measured reduction)
     ratio = 1.0 - math.sqrt(1.0 - target)  # exact when every layer loses inputs and outputs alike
     best: PruneOutcome | None = None
     trials: list[dict] = []
     if config.sparsity:  # nyuntam's SPARSITY: the channel ratio itself, no search
         candidate = _pruned_copy(model, example, dataset, config, config.sparsity, criterion)
-        reduction = 1.0 - count_params(candidate) / params0
-        log.info("SPARSITY %.4f removes %.2f%% of parameters", config.sparsity, 100 * reduction)
+        reduction = 1.0 - size(candidate) / params0
+        log.info("SPARSITY %.4f removes %.2f%% of %s", config.sparsity, 100 * reduction, what)
         return PruneOutcome(candidate, config.sparsity, reduction,
-                            [{"ratio": config.sparsity, "param_reduction": round(reduction, 5)}])
+                            [{"ratio": config.sparsity, f"{config.target[:-1]}_reduction": round(reduction, 5)}])
     for _ in range(MAX_TRIALS):
         candidate = _pruned_copy(model, example, dataset, config, ratio, criterion)
-        reduction = 1.0 - count_params(candidate) / params0
-        trials.append({"ratio": round(ratio, 5), "param_reduction": round(reduction, 5)})
-        log.info("pruning ratio %.4f removes %.2f%% of parameters (target %.2f%%)", ratio, 100 * reduction,
+        reduction = 1.0 - size(candidate) / params0
+        trials.append({"ratio": round(ratio, 5), f"{config.target[:-1]}_reduction": round(reduction, 5)})
+        log.info("pruning ratio %.4f removes %.2f%% of %s (target %.2f%%)", ratio, 100 * reduction, what,
                  100 * target)
         if best is None or abs(reduction - target) < abs(best.reduction - target):
             best = PruneOutcome(candidate, ratio, reduction)
@@ -205,7 +211,7 @@ def prune_to_target(model, example, dataset, config: PruneConfig, criterion=None
         ratio = ratio_next
     best.trials = trials
     if abs(best.reduction - target) > TOLERANCE:
-        log.warning("closest reachable parameter reduction is %.2f%% (target %.2f%%)", 100 * best.reduction,
+        log.warning("closest reachable reduction of %s is %.2f%% (target %.2f%%)", what, 100 * best.reduction,
                     100 * target)
     return best
 
@@ -384,7 +390,7 @@ def prune(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_d
         "val_top1": val_top1, "val_top1_before": val_before, "val_top1_pruned_before_finetune": val_pruned,
         "params_before": params_before, "params_after": params_after,
         "param_reduction": round(1 - params_after / params_before, 5),
-        "target_param_reduction": config.target_prune_rate,
+        f"target_{config.target[:-1]}_reduction": config.target_prune_rate,
         "macs_before": macs_before, "macs_after": macs_after, "mac_reduction": round(1 - macs_after / macs_before, 5),
         "history": result.history, **{k: v for k, v in info.items() if k != "key"},
     }

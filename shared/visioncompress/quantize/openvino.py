@@ -27,6 +27,20 @@ def convert_to_openvino(model, example):
     return ov_model
 
 
+def nncf_options(config: OpenVinoPTQConfig, subset_size: int, ignored=()) -> dict:
+    """``nncf.quantize`` / ``quantize_with_accuracy_control`` keywords: PRESET, TRANSFORMER, FAST_BIAS_CORRECTION,
+    the calibration size, and the operations ``ignored`` (left in floating point)."""
+    import nncf
+
+    options = dict(subset_size=subset_size, fast_bias_correction=config.fast_bias_correction,
+                   preset=nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance"
+                   else nncf.QuantizationPreset.MIXED,
+                   model_type=nncf.ModelType.TRANSFORMER if config.transformer else None)
+    if ignored:
+        options["ignored_scope"] = nncf.IgnoredScope(names=list(ignored), validate=False)
+    return options
+
+
 def quantize_openvino(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
                       config: OpenVinoPTQConfig) -> ModelMetadata:
     import nncf
@@ -39,11 +53,7 @@ def quantize_openvino(model_dir: str | os.PathLike, dataset_dir: str | os.PathLi
     calibration = calibration_arrays(dataset, 1, limit=config.subset_size)
     log.info("NNCF PTQ on %d calibration images (TRANSFORMER=%s, preset=%s)",
              len(calibration), config.transformer, config.preset)
-    common = dict(
-        subset_size=len(calibration),
-        preset=nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance" else nncf.QuantizationPreset.MIXED,
-        model_type=nncf.ModelType.TRANSFORMER if config.transformer else None,
-    )
+    common = nncf_options(config, len(calibration))
     metrics = {}
     if config.max_accuracy_drop > 0:
         items = [(x[i:i + 1], int(y[i])) for x, y in dataset.batches("val", 64) for i in range(len(x))]

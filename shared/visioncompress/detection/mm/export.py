@@ -477,7 +477,8 @@ def quantize_mm_openvino(wrapper, data_root, path: str | os.PathLike, config,
     ops are NNCF's ignored scope. MAX_ACCURACY_DROP (accuracy control) is not offered for mm detectors."""
     import nncf
 
-    from visioncompress.detection.openvino_ptq import nncf_options, post_processing_ops
+    from visioncompress.detection.openvino_ptq import post_processing_ops
+    from visioncompress.quantize.openvino import nncf_options
 
     if config.max_accuracy_drop > 0:
         raise ConfigError("MAX_ACCURACY_DROP", config.max_accuracy_drop,
@@ -487,7 +488,7 @@ def quantize_mm_openvino(wrapper, data_root, path: str | os.PathLike, config,
     calibration = [b for b in images.batches(1, limit=config.subset_size)]
     ov_model, _ = _openvino_end_to_end(wrapper, settings)
     ignored = post_processing_ops(ov_model)
-    quantized = nncf.quantize(ov_model, nncf.Dataset(calibration), **nncf_options(config, ignored, len(calibration)))
+    quantized = nncf.quantize(ov_model, nncf.Dataset(calibration), **nncf_options(config, len(calibration), ignored))
     _save_openvino(quantized, path)
     log.info("mm OpenVINO INT8 written to %s (%d calibration images, %d post-processing ops in FP)", path,
              len(calibration), len(ignored))
