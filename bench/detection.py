@@ -4,7 +4,6 @@ GroupFisher pruning to half the FLOPs, and PKD distillation against the same stu
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from visioncompress.benchmark import benchmark

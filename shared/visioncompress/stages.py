@@ -297,7 +297,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           "control, then QAT distilled from the FP32 model, stopping at the first within ACCURACY_BUDGET points of "
           "FP32 validation top-1; a model over budget is marked so and publish refuses it.", _ptq_ladder,
           inputs=(_MODEL, _DS), outputs=(("quantized_model", "Model"), _METRICS),
-          uses=(LadderConfig, TorchPTQConfig, OnnxPTQConfig, (OpenVinoPTQConfig, ("TRANSFORMER", "SUBSET_SIZE", "PRESET")),
+          uses=(LadderConfig, TorchPTQConfig, OnnxPTQConfig, (OpenVinoPTQConfig, ("TRANSFORMER", "SUBSET_SIZE", "PRESET",
+                                                                                 "FAST_BIAS_CORRECTION")),
                 TorchQATConfig, OpenVinoQATConfig, (TrainConfig, _QAT_TRAIN), (DistillConfig, ("LAMBDA", "TEMPERATURE")),
                 RuntimeConfig), kind="train"),
     Stage("distill", "Knowledge distillation: trains the student (MODEL) from the teacher (classification: "

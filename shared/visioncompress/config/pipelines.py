@@ -78,7 +78,8 @@ PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in (
     _spec("ptq_ladder", "Fine-tune; INT8 in LADDER_BACKEND (openvino, onnx, torch) by the accuracy ladder: plain PTQ, "
           "PTQ with accuracy control (NNCF / layer fallback by measured sensitivity), QAT distilled from FP32, "
           "stopping at the first within ACCURACY_BUDGET; every rung in the model's metadata.", LadderConfig,
-          TorchPTQConfig, OnnxPTQConfig, TorchQATConfig, OpenVinoQATConfig, extra=("PRESET", "LAMBDA", "TEMPERATURE")),
+          TorchPTQConfig, OnnxPTQConfig, TorchQATConfig, OpenVinoQATConfig, extra=("PRESET", "FAST_BIAS_CORRECTION", "LAMBDA",
+                                                                              "TEMPERATURE")),
     _spec("qat_torch", "Fine-tune, then PyTorch quantization-aware training (FX, TorchScript INT8).",
           TorchQATConfig),
     _spec("qat_openvino", "Fine-tune, then OpenVINO quantization-aware training through NNCF.", OpenVinoQATConfig),

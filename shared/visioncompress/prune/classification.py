@@ -177,20 +177,20 @@ def prune_to_target(model, example, dataset, config: PruneConfig, criterion=None
     def size(m) -> int:
         return _ops_and_params(m, example)[0] if config.target == "macs" else count_params(m)
 
-    params0 = size(model)
+    size0 = size(model)
     lo, hi = (0.0, 0.0), (MAX_RATIO, None)  # (ratio, measured reduction)
     ratio = 1.0 - math.sqrt(1.0 - target)  # exact when every layer loses inputs and outputs alike
     best: PruneOutcome | None = None
     trials: list[dict] = []
     if config.sparsity:  # nyuntam's SPARSITY: the channel ratio itself, no search
         candidate = _pruned_copy(model, example, dataset, config, config.sparsity, criterion)
-        reduction = 1.0 - size(candidate) / params0
+        reduction = 1.0 - size(candidate) / size0
         log.info("SPARSITY %.4f removes %.2f%% of %s", config.sparsity, 100 * reduction, what)
         return PruneOutcome(candidate, config.sparsity, reduction,
                             [{"ratio": config.sparsity, f"{config.target[:-1]}_reduction": round(reduction, 5)}])
     for _ in range(MAX_TRIALS):
         candidate = _pruned_copy(model, example, dataset, config, ratio, criterion)
-        reduction = 1.0 - size(candidate) / params0
+        reduction = 1.0 - size(candidate) / size0
         trials.append({"ratio": round(ratio, 5), f"{config.target[:-1]}_reduction": round(reduction, 5)})
         log.info("pruning ratio %.4f removes %.2f%% of %s (target %.2f%%)", ratio, 100 * reduction, what,
                  100 * target)
