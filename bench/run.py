@@ -9,7 +9,8 @@ ResNet-50, every backend's float and INT8 forms, the issue's targets and profile
 ViT rows (bench/timm_vit.py: DeiT-tiny at 224 px, FP32 vs INT8 in ONNX Runtime and OpenVINO) to
 results_timm_vit.json; the OpenMMLab detector rows (bench/mm_detection.py: YOLOX-tiny FP32 vs INT8, pruned,
 distilled, run by the OpenMMLab environment's Python, --mm-python) to results_mm_detection.json. Artifacts are
-kept under bench/artifacts/ (reused unless --fresh); `--only ptq` skips the training-based rows, `--only detection`
+kept under bench/artifacts/ (reused unless --fresh); `--only classification` runs the 32x32 rows alone
+(`--only ptq` without the training-based ones), `--only detection`
 / `--only real-size` / `--only timm-vit` / `--only mm-detection` run those rows alone.
 """
 
@@ -120,7 +121,7 @@ def _e2e_options(args) -> dict:
     return {"train": replace(E2E_TRAIN, finetune_epochs=args.e2e_epochs)}
 
 
-ONLY = ["all", "ptq", "detection", "detection-e2e", "real-size", "timm-vit", "mm-detection"]
+ONLY = ["all", "ptq", "classification", "detection", "detection-e2e", "real-size", "timm-vit", "mm-detection"]
 MM_PYTHON = HERE.parent / ".venv-mm" / "bin" / "python"
 
 
@@ -182,9 +183,9 @@ def main(argv=None) -> None:
 
         real_size(["--artifacts", str(args.artifacts / "real-size"),
                    "--output", str(args.output.with_name(args.output.stem + "_224.json"))])
-    if args.only in ("all", "ptq"):
+    if args.only in ("all", "ptq", "classification"):
         rows = run(args.artifacts, False)
-        if args.only == "all":
+        if args.only in ("all", "classification"):
             rows += run_training_based(args.artifacts)
         outputs.append((rows, args.output, "visioncompress make bench"))
     if args.only in ("all", "detection", "detection-e2e"):

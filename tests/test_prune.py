@@ -56,6 +56,24 @@ def test_prune_target_macs_removes_that_share_of_the_multiply_accumulates(fp32_m
         PruneConfig(target="flops")
 
 
+def test_round_to_keeps_every_pruned_width_a_multiple(fp32_model_dir, dataset_dir, tmp_path):
+    """ROUND_TO=8: every pruned layer keeps a multiple of 8 channels (the bench uses 16: AMX INT8 kernels work in
+    blocks of 16 channels, and a pruned MobileNetV2 with widths like 22 or 99 ran its INT8 1x1 convolutions on
+    AVX-512 ones instead), and the MAC target is still met."""
+    before = {n: m.out_channels for n, m in load_output(fp32_model_dir).named_modules()
+              if isinstance(m, torch.nn.Conv2d)}
+    metadata = prune(fp32_model_dir, dataset_dir, tmp_path / "pruned",
+                     PruneConfig(target_prune_rate=0.5, target="macs", round_to=8), NO_TRAINING)
+    after = {n: m.out_channels for n, m in load_output(tmp_path / "pruned").named_modules()
+             if isinstance(m, torch.nn.Conv2d)}
+    changed = [n for n in after if after[n] != before[n]]
+    assert changed, "the model should have been pruned"
+    assert all(after[n] % 8 == 0 for n in changed), {n: after[n] for n in changed}
+    assert abs(metadata.metrics["mac_reduction"] - 0.5) <= 0.05 and metadata.params["ROUND_TO"] == 8
+    with pytest.raises(ConfigError, match="ROUND_TO"):
+        PruneConfig(round_to=0)
+
+
 def load_output(path):
     return load_torch_module(path).eval()
 

@@ -156,7 +156,7 @@ def test_bad_parameters_name_the_parameter(cls, params, parameter):
 
 
 def test_spec_defaults():
-    assert from_spec(TorchQATConfig, {}) == TorchQATConfig(1, 1e-4, 1, "x86")
+    assert from_spec(TorchQATConfig, {}) == TorchQATConfig(1, 1e-4, 1, "auto")
     config = from_spec(OpenVinoQATConfig, {"TRANSFORMER": "False", "QAT LEARNING RATE": 1e-5})
     assert (config.transformer, config.qat_learning_rate, config.subset_size) == (False, 1e-5, 300)
 

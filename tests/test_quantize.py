@@ -41,6 +41,63 @@ def test_torch_static_int8(fp32_model_dir, dataset_dir, fp32_top1, tmp_path):
     assert accuracy >= fp32_top1 - MAX_TOP1_DROP, (accuracy, fp32_top1)
 
 
+@pytest.mark.parametrize("flags, machine, engine", [
+    ("avx2 avx512f avx512bw avx512_vnni amx_int8", "x86_64", "onednn"),
+    ("avx2 avx_vnni", "x86_64", "onednn"),
+    ("avx2 fma", "x86_64", "x86"),
+    ("fp asimd asimddp", "aarch64", "qnnpack"),
+])
+def test_quantized_engine_auto_follows_the_cpu(flags, machine, engine):
+    from visioncompress.cpu import CpuFeatures
+    from visioncompress.quantize.torch import choose_engine, resolve_engine
+
+    features = CpuFeatures(machine, frozenset(flags.split()))
+    assert choose_engine(features)[0] == engine
+    config, record = resolve_engine(TorchPTQConfig(), features)
+    assert config.engine in torch.backends.quantized.supported_engines
+    assert record["requested"] == "auto" and record["reason"]
+    assert resolve_engine(TorchPTQConfig(engine="fbgemm"), features) == (TorchPTQConfig(engine="fbgemm"), None)
+
+
+def test_torch_int8_runs_under_its_engine_in_a_fresh_process(fp32_model_dir, dataset_dir, tmp_path):
+    """oneDNN-quantized activations use the full 8 bits; under fbgemm's (x86) kernels the same TorchScript gives
+    other logits (measured: top-1 80.56 -> 8.9 on MobileNetV2), so loaders set the recorded engine first."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "onednn"
+    metadata = quantize(fp32_model_dir, dataset_dir, out, TorchPTQConfig(batch_size=32, engine="onednn"))
+    assert metadata.params["QUANTIZED_ENGINE"] == "onednn"
+    assert metadata.load_call.startswith("torch.backends.quantized.engine = 'onednn'; torch.jit.load")
+    batch = load_dataset(dataset_dir).example_input(16)
+    np.save(tmp_path / "batch.npy", batch)
+    script = (
+        "import json, sys, numpy as np, torch\n"
+        "from visioncompress.benchmark.runners import load_runner\n"
+        "x = np.load(sys.argv[2])\n"
+        "before = torch.backends.quantized.engine\n"
+        "runner = load_runner(sys.argv[1])[1]\n"
+        "print(json.dumps({'before': before, 'after': torch.backends.quantized.engine,"
+        " 'logits': runner.predict(x).tolist()}))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(out), str(tmp_path / "batch.npy")], check=True,
+                          capture_output=True, text=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["after"] == "onednn"
+    reference = load_runner(out)[1].predict(batch)
+    np.testing.assert_allclose(np.array(result["logits"]), reference, rtol=0, atol=1e-5)
+
+
+def test_torch_int8_auto_records_the_engine_it_chose(fp32_model_dir, dataset_dir, tmp_path):
+    from visioncompress.quantize.torch import choose_engine
+    from visioncompress.cpu import cpu_features
+
+    metadata = quantize(fp32_model_dir, dataset_dir, tmp_path / "auto", TorchPTQConfig(batch_size=32))
+    expected = choose_engine(cpu_features())[0]
+    assert metadata.params["QUANTIZED_ENGINE"] == expected == metadata.params["INT8_ENGINE"]["engine"]
+    assert metadata.params["INT8_ENGINE"]["requested"] == "auto"
+
+
 @pytest.mark.parametrize("choice", ["weight", "fusion"])
 def test_torch_weight_and_fusion_choices(fp32_model_dir, dataset_dir, fp32_top1, tmp_path, choice):
     out = tmp_path / choice

@@ -98,6 +98,9 @@ class ModelMetadata:
 
     @property
     def load_call(self) -> str:
+        engine = (self.params or {}).get("QUANTIZED_ENGINE") if self.precision == "int8" else None
+        if self.format == "torchscript" and engine not in (None, "auto"):
+            return f"torch.backends.quantized.engine = {engine!r}; {MODEL_FORMATS[self.format][2]}"
         return MODEL_FORMATS[self.format][2]
 
     def derive(self, **changes: Any) -> "ModelMetadata":

@@ -1,7 +1,8 @@
 """Where the time goes: per-operator timings from the runtime's own profiler, summed by operator type.
 
 ONNX Runtime: ``SessionOptions.enable_profiling`` (a Chrome-trace JSON of every node run); OpenVINO:
-``PERF_COUNT`` (``InferRequest.get_profiling_info``: per executed node, its type and the kernel it ran).
+``PERF_COUNT`` (``InferRequest.get_profiling_info``: per executed node, its type and the kernel it ran);
+PyTorch: ``torch.profiler`` (self CPU time per operator, e.g. ``quantized::conv2d.new``).
 Used to explain a speed-up that misses its target, from measurements rather than guesses.
 """
 
@@ -62,4 +63,20 @@ def openvino_profile(path: str | os.PathLike, batch: np.ndarray, *, threads: int
         for info in request.get_profiling_info():
             if info.status == info.Status.EXECUTED:
                 totals[f"{info.node_type} {info.exec_type}"] += info.real_time.total_seconds() * 1000.0
+    return _top(totals, runs, top)
+
+
+def torch_profile(module, batch: np.ndarray, *, threads: int, runs: int = 5, top: int = 8) -> list[dict]:
+    """Mean ms per run by operator (self CPU time: an operator's own time, not its callees')."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(threads)
+    x = torch.from_numpy(batch)
+    with torch.inference_mode():
+        module(x)  # the first TorchScript run optimises the graph: keep it out of the profile
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(runs):
+                module(x)
+    totals = {e.key: e.self_cpu_time_total / 1000.0 for e in prof.key_averages() if e.self_cpu_time_total > 0}
     return _top(totals, runs, top)

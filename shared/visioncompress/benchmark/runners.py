@@ -27,6 +27,10 @@ class TorchRunner:
         torch.set_num_threads(threads)
         self._torch, self._module, self._dtype = torch, module, dtype
 
+    @property
+    def module(self):
+        return self._module
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
             x = self._torch.from_numpy(batch)
@@ -121,6 +125,9 @@ def runner_for(metadata: ModelMetadata, model_path: Path, threads: int = 0, modu
     if fmt == "torchscript":
         import torch
 
+        from visioncompress.quantize.torch import use_engine
+
+        use_engine(metadata)  # an INT8 model runs under the engine it was quantized for
         return TorchRunner(torch.jit.load(str(model_path), map_location="cpu").eval(), threads)
     if fmt == "onnx":
         return OnnxRunner(model_path, threads)

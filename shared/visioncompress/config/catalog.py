@@ -183,6 +183,9 @@ PARAMS: dict[str, Param] = _table(
           "transformers: remove whole attention heads (False: shrink every head's dimension instead)"),
     Param('ITERATIVE_STEPS', int, 1,
           'prune in this many steps, re-ranking each time'),
+    Param('ROUND_TO', int, 1,
+          'keep each pruned layer\'s channel count a multiple of this (1: any count; 16 lets AMX/tensor-core INT8 '
+          'kernels take every layer)'),
     Param('SPARSITY_EPOCHS', int, 0,
           "sparse-training epochs with the pruner's regulariser before pruning (GroupNormPruner, BNSPruner)"),
     Param('SPARSITY', float, 0.0,
@@ -234,8 +237,9 @@ PARAMS: dict[str, Param] = _table(
           'activation range calibration: MinMax, Entropy, Percentile'),
     Param('choice', str, 'static',
           'static (INT8 weights+activations), weight (INT8 weights, dynamic activations), fusion (fold Conv/BN/ReLU only, FP32)'),
-    Param('QUANTIZED_ENGINE', str, 'x86',
-          'torch quantized engine for PyTorch PTQ and QAT: x86, fbgemm, onednn, qnnpack'),
+    Param('QUANTIZED_ENGINE', str, 'auto',
+          'torch quantized engine for PyTorch PTQ and QAT: auto (from the CPU: onednn with VNNI/AMX, x86 without, '
+          'qnnpack on ARM), x86, fbgemm, onednn, qnnpack; the model records it and loaders set it'),
     Param('TRAINING', bool, True,
           'fine-tune before compression'),
     Param('VALIDATE', bool, True,

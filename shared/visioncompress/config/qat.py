@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from visioncompress.config._fields import check_bool, check_choice, check_float, check_int, param
 
-TORCH_QAT_ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")
+TORCH_QAT_ENGINES = ("auto", "x86", "fbgemm", "onednn", "qnnpack")
 
 
 def _check_common(config) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from visioncompress.config._fields import check_bool, check_choice, check_float, check_int, param
+from visioncompress.config.qat import TORCH_QAT_ENGINES
 from visioncompress.errors import ConfigError
 
 TORCH_PTQ_CHOICES = ("static", "weight", "fusion")
@@ -28,7 +29,7 @@ class TorchPTQConfig:
     def __post_init__(self) -> None:
         self.choice = check_choice("choice", self.choice, TORCH_PTQ_CHOICES)
         self.batch_size = check_int("BATCH_SIZE", self.batch_size, minimum=1)
-        self.engine = check_choice("QUANTIZED_ENGINE", self.engine, ("x86", "fbgemm", "onednn", "qnnpack"))
+        self.engine = check_choice("QUANTIZED_ENGINE", self.engine, TORCH_QAT_ENGINES)
 
 
 @dataclass

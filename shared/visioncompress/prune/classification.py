@@ -97,6 +97,8 @@ def _pruner_setup(model, config: PruneConfig) -> dict:
     if unwrapped:
         kwargs["unwrapped_parameters"] = unwrapped
     kwargs["ignored_layers"] = ignored
+    if config.round_to > 1:
+        kwargs["round_to"] = config.round_to
     return kwargs
 
 

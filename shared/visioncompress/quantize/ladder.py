@@ -151,9 +151,10 @@ def _torch_fallback(model_dir, dataset_dir, out: Path, config: TorchPTQConfig, m
 
     from visioncompress.benchmark.runners import TorchRunner
     from visioncompress.quantize._common import derived_metadata, load_inputs
-    from visioncompress.quantize.torch import calibrate_fx, convert_int8, save_frozen
+    from visioncompress.quantize.torch import calibrate_fx, convert_int8, resolve_engine, save_frozen
 
     model, parent, dataset = load_inputs(model_dir, dataset_dir)
+    config, choice = resolve_engine(config)
     torch.backends.quantized.engine = config.engine
     example = torch.from_numpy(dataset.example_input(1))
     layers = [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
@@ -165,6 +166,8 @@ def _torch_fallback(model_dir, dataset_dir, out: Path, config: TorchPTQConfig, m
     kept, _, ranking = _fallback_search(layers, build, measure, fp32_top1, budget)
     metadata = derived_metadata(parent, model_dir, stage="quantize_torch", precision="int8", config=config,
                                 fmt="torchscript")
+    if choice is not None:
+        metadata.params["INT8_ENGINE"] = choice
     save_frozen(convert_int8(prepared, config, kept), example, metadata, out)
     return kept, ranking
 

@@ -74,7 +74,10 @@ def qat_torch(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, outp
     import torch
     from torch.ao.quantization.quantize_fx import convert_fx
 
+    from visioncompress.quantize.torch import resolve_engine
+
     model, parent, dataset = load_inputs(model_dir, dataset_dir)
+    config, choice = resolve_engine(config)
     torch.backends.quantized.engine = config.engine
     example = torch.from_numpy(dataset.example_input(1))
     prepared = prepare_qat(model, example, config.engine)
@@ -89,7 +92,9 @@ def qat_torch(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, outp
         scripted = torch.jit.freeze(torch.jit.trace(quantized, example, check_trace=False).eval())
     metadata = derived_metadata(parent, model_dir, stage="qat_torch", precision="int8", config=config,
                                 fmt="torchscript")
-    metadata = metadata.derive(params=qat_params(train_config, config), metrics=qat_metrics(result))
+    params = qat_params(train_config, config)
+    metadata = metadata.derive(params={**params, "INT8_ENGINE": choice} if choice else params,
+                               metrics=qat_metrics(result))
     metadata = save_torchscript(scripted, metadata, output_dir)
     log.info("QAT TorchScript INT8 model written to %s (val top-1 %s; load with %s)", output_dir,
              result.best_val_top1, metadata.load_call)
