@@ -59,6 +59,50 @@ def test_quantized_engine_auto_follows_the_cpu(flags, machine, engine):
     assert resolve_engine(TorchPTQConfig(engine="fbgemm"), features) == (TorchPTQConfig(engine="fbgemm"), None)
 
 
+def _relu6_net():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU6(),  # input conv: kept
+        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU6(),  # fused
+        torch.nn.Conv2d(32, 32, 1), torch.nn.ReLU6())  # fused, no BatchNorm
+    with torch.no_grad():
+        for conv in (net[3], net[6]):
+            conv.weight.mul_(8.0)  # pre-activations far beyond 6: the clamp matters
+    return net.eval()
+
+
+def test_relu6_after_a_convolution_is_its_int8_output_range(dataset_dir):
+    """onednn: FX would leave ReLU6 as a separate hardtanh and quantize the convolution's output over its whole
+    range; fused, the output is quantized on [0, 6] and saturates at exactly 6.0, and the INT8 outputs are closer
+    to FP32. x86's 7-bit activations cannot saturate at the top code: ReLU6 stays separate there."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from visioncompress.quantize.torch import calibrate_fx, convert_int8, qconfig_mapping
+
+    net = _relu6_net()
+    _, mapping = qconfig_mapping(net, "onednn")
+    assert {"3", "5", "6", "7"} <= set(mapping.module_name_qconfigs) and "0" not in mapping.module_name_qconfigs
+    assert not qconfig_mapping(net, "x86")[1].module_name_qconfigs
+    dataset = load_dataset(dataset_dir)
+    x = torch.from_numpy(dataset.example_input(64))
+    torch.backends.quantized.engine = "onednn"
+    config = TorchPTQConfig(batch_size=32, engine="onednn")
+    fused = convert_int8(calibrate_fx(net, dataset, x[:1], config), config)
+    graph = str(torch.jit.trace(fused, x[:1], check_trace=False).inlined_graph)
+    assert graph.count("quantized::conv2d_relu") == 2 and graph.count("hardtanh") == 1, graph
+    plain = prepare_fx(_relu6_net(), get_default_qconfig_mapping("onednn"), (x[:1],))
+    with torch.inference_mode():
+        for batch, _ in dataset.torch_batches("calibration", 32):
+            plain(batch)
+        plain = convert_fx(plain)
+        reference, ours, theirs = net(x), fused(x), plain(x)
+    assert float(reference.amax()) == 6.0 and float(ours.amax()) == 6.0
+    error, plain_error = float((ours - reference).abs().mean()), float((theirs - reference).abs().mean())
+    print(f"mean |INT8 - FP32|: fused {error:.4f}, ReLU6 separate {plain_error:.4f}")
+    assert error < 0.75 * plain_error, (error, plain_error)  # measured 0.55x
+
+
 def test_torch_int8_runs_under_its_engine_in_a_fresh_process(fp32_model_dir, dataset_dir, tmp_path):
     """oneDNN-quantized activations use the full 8 bits; under fbgemm's (x86) kernels the same TorchScript gives
     other logits (measured: top-1 80.56 -> 8.9 on MobileNetV2), so loaders set the recorded engine first."""

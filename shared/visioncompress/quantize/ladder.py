@@ -62,6 +62,7 @@ class _Candidate:
     fp32_layers: list[str] = dataclasses.field(default_factory=list)
     note: str = ""
     latency_b1_ms: float | None = None
+    drop_se: float | None = None  # standard error of the measured drop, points
 
 
 class _Measure:
@@ -87,13 +88,26 @@ class _Measure:
     def logit_error(self, logits: np.ndarray) -> float:
         return float(np.mean((logits - self.fp32_logits) ** 2))
 
-    def artifact(self, model_dir) -> tuple[float, float]:
+    def drop_se(self, logits: np.ndarray) -> float:
+        """Standard error (points) of the top-1 drop measured on these images, from the paired outcomes: with
+        n images of which the FP32 and INT8 models get different ones right in n10 + n01, the variance of the
+        difference is ((n10 + n01) / n - d^2) / n. A budget smaller than about twice this cannot be resolved."""
+        fp32_right = self.fp32_logits.argmax(1) == self.y
+        right = logits.argmax(1) == self.y
+        n = len(self.y)
+        d = float(np.mean(fp32_right.astype(float) - right))
+        discordant = float(np.mean(fp32_right != right))
+        return round(100.0 * math.sqrt(max(discordant - d * d, 0.0) / n), 3)
+
+    def artifact(self, model_dir) -> tuple[float, float, float]:
+        """(val top-1, batch-1 p50 ms, standard error of the drop)."""
         from visioncompress.benchmark.measure import latency
         from visioncompress.benchmark.runners import load_runner
 
         runner = load_runner(model_dir, self.threads)[1]
         timing = latency(runner, self.x[:1], warmup=3, iterations=30, time_budget_s=2.0)
-        return self.top1(self.logits(runner)), timing["p50_ms"]
+        logits = self.logits(runner)
+        return self.top1(logits), timing["p50_ms"], self.drop_se(logits)
 
 
 def _within(fp32: float, val: float | None, budget: float) -> bool:
@@ -262,7 +276,7 @@ def quantize_ladder(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike
 
         def record(c: _Candidate) -> bool:
             if c.model_dir is not None and c.val_top1 is None:
-                c.val_top1, c.latency_b1_ms = measure.artifact(c.model_dir)
+                c.val_top1, c.latency_b1_ms, c.drop_se = measure.artifact(c.model_dir)
             candidates.append(c)
             drop = None if c.val_top1 is None else round(fp32_top1 - c.val_top1, 3)
             log.info("ladder rung %s: val top-1 %s (drop %s, budget %g)%s", c.rung, c.val_top1, drop, budget,
@@ -308,7 +322,8 @@ def quantize_ladder(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike
         rungs = [{"rung": c.rung, "val_top1": c.val_top1,
                   "drop": None if c.val_top1 is None else round(fp32_top1 - c.val_top1, 3),
                   "within_budget": _within(fp32_top1, c.val_top1, budget) and c.model_dir is not None,
-                  "latency_b1_ms": c.latency_b1_ms, "fp32_layers": c.fp32_layers, "note": c.note}
+                  "drop_se": c.drop_se, "latency_b1_ms": c.latency_b1_ms, "fp32_layers": c.fp32_layers,
+                  "note": c.note}
                  for c in candidates]
         summary = {"backend": backend, "budget": budget, "fp32_val_top1": fp32_top1, "val_images": len(measure.y),
                    "rungs": rungs, "chosen": chosen.rung, "within_budget": within,
@@ -323,6 +338,14 @@ def quantize_ladder(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike
                 + f". The most accurate candidate ({chosen.rung}) is written marked over budget; publish refuses "
                 "it unless PUBLISH_OVER_BUDGET=True")
             log.warning("NOTICE: %s", summary["message"])
+        if chosen.drop_se is not None and 2 * chosen.drop_se > budget:
+            summary["resolution"] = (
+                f"the chosen model's drop ({fp32_top1 - chosen.val_top1:.2f}) is measured on {len(measure.y)} "
+                f"validation images with a standard error of {chosen.drop_se:.2f} points, so ACCURACY_BUDGET="
+                f"{budget:g} is within the measurement's noise (about {2 * chosen.drop_se:.2f} points, two standard "
+                "errors, would be resolved); a larger validation split (VAL_FRACTION, MAX_TRAIN_SAMPLES) makes the "
+                "decision firmer")
+            log.warning("NOTICE: %s", summary["resolution"])
         parent = read_model_metadata(chosen.model_dir)
         metadata = parent.derive(stage=STAGE, params={**parent.params, "LADDER_BACKEND": backend,
                                                       "ACCURACY_BUDGET": budget},

@@ -60,11 +60,14 @@ def qat_task(dataset, criterion: str, teacher=None, distill_config=None):
 
 
 def prepare_qat(model, example, engine: str):
-    """A training-mode copy of ``model`` with fake quantization inserted for ``engine``."""
-    from torch.ao.quantization import get_default_qat_qconfig_mapping
+    """A training-mode copy of ``model`` with fake quantization inserted for ``engine`` (ReLU6 after a convolution
+    fused into it, as for PTQ: ``quantize.torch.qconfig_mapping``)."""
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
-    return prepare_qat_fx(copy.deepcopy(model).train(), get_default_qat_qconfig_mapping(engine), (example,))
+    from visioncompress.quantize.torch import qconfig_mapping
+
+    model, mapping = qconfig_mapping(copy.deepcopy(model).train(), engine, qat=True)
+    return prepare_qat_fx(model, mapping, (example,))
 
 
 def qat_torch(model_dir: str | os.PathLike, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,

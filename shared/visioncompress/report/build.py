@@ -93,13 +93,17 @@ def ladder_description(rows: list[dict]) -> str:
         parts += [f"Accuracy ladder of {r['variant']} ({ladder['backend']}): budget {ladder['budget']:g} point(s) of "
                   f"validation top-1 against FP32 ({ladder['fp32_val_top1']:.2f} on {ladder['val_images']} images); "
                   f"chosen: {ladder['chosen']} ({'within budget' if ladder['within_budget'] else 'OVER BUDGET'}).", "",
-                  "| rung | val top-1 | drop | within budget | p50 b1 (ms) | layers in FP32 | how |", "|---|---|---|---|---|---|---|"]
+                  "| rung | val top-1 | drop (± standard error) | within budget | p50 b1 (ms) | layers in FP32 | how |", "|---|---|---|---|---|---|---|"]
         for rung in ladder["rungs"]:
-            parts.append(f"| {rung['rung']} | {_fmt(rung['val_top1'], '{:.2f}')} | {_fmt(rung['drop'], '{:+.2f}')} | "
+            drop = _fmt(rung['drop'], '{:+.2f}') + (f" ± {rung['drop_se']:.2f}" if rung.get("drop_se") is not None
+                                                    and rung['drop'] is not None else "")
+            parts.append(f"| {rung['rung']} | {_fmt(rung['val_top1'], '{:.2f}')} | {drop} | "
                          f"{'yes' if rung['within_budget'] else 'no'} | {_fmt(rung['latency_b1_ms'], '{:.3f}')} | "
                          f"{', '.join(rung['fp32_layers']) or '-'} | {rung['note'] or '-'} |")
         if ladder.get("message"):
             parts += ["", f"NOTICE: {ladder['message']}"]
+        if ladder.get("resolution"):
+            parts += ["", f"NOTICE: {ladder['resolution']}"]
         parts.append("")
     return "\n".join(parts)
 
