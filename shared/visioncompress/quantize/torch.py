@@ -101,12 +101,11 @@ def qconfig_mapping(model, engine: str, *, qat: bool = False):
 
     A ReLU6 after a convolution (+BatchNorm) becomes a ReLU fused into that convolution whose output is quantized
     on the fixed range [0, 6] (``FixedQParamsObserver``: the top code, 255, is 6.0), which is ReLU6 exactly: the
-    clamp is the quantizer's own saturation, as in ONNX Runtime's and OpenVINO's INT8 graphs. Engines with 8-bit
-    activations only (onednn, qnnpack): x86/fbgemm's 7-bit activations live in 8-bit tensors, whose saturation
-    is not at the top code. Left alone, FX keeps
+    clamp is the quantizer's own saturation, as in ONNX Runtime's and OpenVINO's INT8 graphs. Left alone, FX keeps
     ReLU6 as a separate ``hardtanh`` on the quantized tensor and quantizes the convolution's output over its whole
     pre-activation range (measured on MobileNetV2 at 224 px: ``hardtanh_`` 14 % of the INT8 run at batch 1 and
-    29 % at batch 32)."""
+    29 % at batch 32). Only for engines with 8-bit activations (onednn, qnnpack): x86/fbgemm's 7-bit activations
+    live in 8-bit tensors, which do not saturate at the 7-bit top code."""
     import torch
     from torch.ao.quantization import QConfig, get_default_qat_qconfig_mapping, get_default_qconfig_mapping
     from torch.ao.quantization.fake_quantize import FixedQParamsFakeQuantize
